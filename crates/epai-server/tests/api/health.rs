@@ -1,0 +1,64 @@
+use epai_store::testing::TestDatabase;
+
+use crate::helpers::{TestApp, problem};
+
+#[tokio::test]
+async fn health_answers_without_touching_the_database() {
+    let app = TestApp::spawn_on(TestDatabase::empty().await).await;
+    let response = app.get("/health").await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn ready_when_the_database_is_migrated() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/ready").await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["migration"], epai_store::latest_migration_version());
+}
+
+#[tokio::test]
+async fn not_ready_while_migrations_are_missing_then_ready_after_migrating() {
+    let app = TestApp::spawn_on(TestDatabase::empty().await).await;
+    let response = app.get("/ready").await;
+    assert_eq!(response.headers()["retry-after"], "5");
+    problem(response, 503, "service/unavailable").await;
+
+    app.db
+        .run_with_cluster_lock(epai_store::migrate(app.db.target()))
+        .await
+        .unwrap();
+    assert_eq!(app.get("/ready").await.status(), 200);
+}
+
+#[tokio::test]
+async fn not_ready_when_the_schema_is_behind_the_binary() {
+    let app = TestApp::spawn().await;
+    app.db
+        .admin()
+        .await
+        .execute(
+            "DELETE FROM refinery_schema_history WHERE version = (SELECT max(version) FROM refinery_schema_history)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let body = problem(app.get("/ready").await, 503, "service/unavailable").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("epai migrate"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_problem_json() {
+    let app = TestApp::spawn().await;
+    problem(app.get("/no/such/thing").await, 404, "not-found").await;
+    let response = app.client.post(app.url("/health")).send().await.unwrap();
+    problem(response, 405, "method-not-allowed").await;
+}

@@ -1,0 +1,4 @@
+//! HTTP tests over a real socket against a real database.
+
+mod health;
+mod helpers;

@@ -1,0 +1,2 @@
+-- One migration at a time per database, also across processes and replicas.
+SELECT pg_advisory_lock(hashtext('epai.migrate'))

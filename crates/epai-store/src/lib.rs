@@ -1,0 +1,29 @@
+//! EPAI's PostgreSQL layer.
+//!
+//! Owns the schema (refinery migrations in `migrations/`), every SQL statement (named queries in
+//! `queries/`), the connection pool, the tenant-scoped transactions that make row-level security
+//! do the isolation, and the private PostgreSQL cluster `epai serve` runs when no `DATABASE_URL`
+//! is given.
+//!
+//! Tenant-facing reads and writes are reachable only through [`Store::as_user`], which runs them
+//! as role `authenticated` with the user's claims, so the seed's policies decide what is visible.
+//! The few system paths that must act for any partner go through [`Store::as_service_role`] and
+//! take partner ids only from verified credentials.
+//!
+//! Must not know about HTTP: no request, response or status code types in here.
+
+mod connect;
+pub mod embedded;
+mod error;
+mod migrate;
+mod queries;
+mod service;
+mod tenant;
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+pub use connect::{DatabaseTarget, KeyPolicy, Store, StoreOptions};
+pub use error::StoreError;
+pub use migrate::{MigrationStatus, latest_migration_version, migrate};
+pub use service::{NewEvent, NewPartner, ServiceRole};
+pub use tenant::{ApiKeyStatus, LogEntry, PartnerRecord, Tenant, UsageDay};

@@ -1,0 +1,193 @@
+use chrono::{DateTime, NaiveDate, Utc};
+use deadpool_postgres::Transaction;
+use epai_domain::{AuthUserId, PartnerId};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::connect::{KeyPolicy, Store};
+use crate::error::StoreError;
+use crate::queries::named_query;
+
+/// A transaction running as role `authenticated` with one user's claims: row-level security
+/// limits every statement in it to that user's partner.
+pub struct Tenant<'a> {
+    tx: Transaction<'a>,
+    user: AuthUserId,
+    key_policy: KeyPolicy,
+}
+
+impl Store {
+    /// Runs `work` in one transaction as `user` (SET LOCAL ROLE authenticated plus
+    /// `request.jwt.claims`), commits if it succeeds and rolls back otherwise.
+    #[tracing::instrument(skip_all, fields(user.id = %user))]
+    pub async fn as_user<T>(
+        &self,
+        user: AuthUserId,
+        work: impl AsyncFnOnce(&Tenant<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let tx = conn.transaction().await?;
+        let claims = serde_json::json!({ "sub": user, "role": "authenticated" }).to_string();
+        tx.execute(named_query!("tenant/enter"), &[&claims]).await?;
+        let tenant = Tenant {
+            tx,
+            user,
+            key_policy: self.key_policy,
+        };
+        let outcome = work(&tenant).await?;
+        tenant.tx.commit().await?;
+        Ok(outcome)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PartnerRecord {
+    pub id: PartnerId,
+    pub user_id: Option<AuthUserId>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl PartnerRecord {
+    pub(crate) fn from_row(row: &tokio_postgres::Row) -> Self {
+        Self {
+            id: PartnerId::new(row.get("id")),
+            user_id: row.get::<_, Option<Uuid>>("user_id").map(AuthUserId::new),
+            name: row.get("name"),
+            email: row.get("email"),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+        }
+    }
+
+    /// The account that acts for this partner (seed rows may lack one).
+    pub fn require_user(&self) -> Result<AuthUserId, StoreError> {
+        self.user_id
+            .ok_or_else(|| StoreError::NotFound(format!("partner {} has no user account", self.id)))
+    }
+}
+
+/// The current key's metadata; the key itself is never readable after creation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ApiKeyStatus {
+    pub id: Uuid,
+    pub key_prefix: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// One row of `get_logs_for_partner`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LogEntry {
+    pub id: Uuid,
+    pub endpoint: String,
+    pub method: String,
+    pub status: i32,
+    pub duration: Option<i32>,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// One row of `get_partner_usage_summary`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UsageDay {
+    pub date: NaiveDate,
+    pub event_count: i32,
+    pub insight_count: i32,
+}
+
+fn interval_text(duration: std::time::Duration) -> String {
+    format!("{} seconds", duration.as_secs())
+}
+
+impl Tenant<'_> {
+    pub fn user(&self) -> AuthUserId {
+        self.user
+    }
+
+    /// The transaction itself, for tests that probe the policies with their own statements.
+    #[cfg(feature = "test-support")]
+    pub fn transaction(&self) -> &Transaction<'_> {
+        &self.tx
+    }
+
+    /// The user's partner; `NotFound` when the account has none.
+    pub async fn partner(&self) -> Result<PartnerRecord, StoreError> {
+        let row = self
+            .tx
+            .query_opt(named_query!("partners/own"), &[])
+            .await?
+            .ok_or_else(|| StoreError::NotFound("no partner for this account".into()))?;
+        Ok(PartnerRecord::from_row(&row))
+    }
+
+    /// `regenerate_api_key_for_partner()`: a new key, returned in plaintext this once.
+    pub async fn regenerate_api_key(&self) -> Result<String, StoreError> {
+        self.tx
+            .execute(
+                named_query!("tenant/key_policy"),
+                &[
+                    &interval_text(self.key_policy.ttl),
+                    &interval_text(self.key_policy.rotation_grace),
+                ],
+            )
+            .await?;
+        let row = self
+            .tx
+            .query_one(named_query!("api_keys/regenerate"), &[])
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// `get_api_key_for_partner()` with prefix and last use; `None` before the first key.
+    pub async fn api_key_status(&self) -> Result<Option<ApiKeyStatus>, StoreError> {
+        let row = self
+            .tx
+            .query_opt(named_query!("api_keys/status"), &[])
+            .await?;
+        Ok(row.map(|row| ApiKeyStatus {
+            id: row.get("api_key_id"),
+            key_prefix: row.get("key_prefix"),
+            created_at: row.get("created_at"),
+            expires_at: row.get("expires_at"),
+            last_used_at: row.get("last_used_at"),
+        }))
+    }
+
+    /// `get_logs_for_partner(limit, offset)`, newest first.
+    pub async fn logs(&self, limit: i32, offset: i32) -> Result<Vec<LogEntry>, StoreError> {
+        let rows = self
+            .tx
+            .query(named_query!("logs/for_partner"), &[&limit, &offset])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| LogEntry {
+                id: row.get("id"),
+                endpoint: row.get("endpoint"),
+                method: row.get("method"),
+                status: row.get("status"),
+                duration: row.get("duration"),
+                created_at: row.get("created_at"),
+            })
+            .collect())
+    }
+
+    /// `get_partner_usage_summary(days)`: one row per UTC day, oldest first.
+    pub async fn usage_summary(&self, days: i32) -> Result<Vec<UsageDay>, StoreError> {
+        let rows = self
+            .tx
+            .query(named_query!("usage/summary"), &[&days])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| UsageDay {
+                date: row.get("date"),
+                event_count: row.get("event_count"),
+                insight_count: row.get("insight_count"),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the store against a real PostgreSQL server: every test gets a fresh
+//! database (see `epai_store::testing`).
+
+mod embedded;
+mod functions;
+mod isolation;
+mod seed_bugs;
+mod support;
+mod upgrade;

@@ -1,0 +1,312 @@
+//! The `epai` binary as an operator uses it: real processes, a real database, real signals.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use epai_domain::ApiKey;
+use epai_store::testing::TestDatabase;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+fn epai() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_epai"));
+    for var in [
+        "DATABASE_URL",
+        "EPAI_DATA_DIR",
+        "EPAI_LISTEN",
+        "EPAI_PG_BINDIR",
+        "EPAI_PG_USER",
+    ] {
+        command.env_remove(var);
+    }
+    command.env("EPAI_LOG", "warn");
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("epai runs")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "epai failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_str(&stdout(output)).expect("JSON output")
+}
+
+#[test]
+fn version_and_help_for_every_command() {
+    let version = stdout(&run(epai().arg("--version")));
+    assert_eq!(
+        version.trim(),
+        format!("epai {}", env!("CARGO_PKG_VERSION"))
+    );
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+        vec!["partner", "--help"],
+        vec!["partner", "create", "--help"],
+        vec!["key", "--help"],
+        vec!["key", "rotate", "--help"],
+        vec!["demo", "--help"],
+    ] {
+        let help = stdout(&run(epai().args(&args)));
+        assert!(help.contains("Usage: epai"), "{args:?}: {help}");
+        assert!(help.len() > 200, "{args:?} has too little help: {help}");
+    }
+}
+
+#[tokio::test]
+async fn partner_create_and_key_rotate_against_database_url() {
+    let db = TestDatabase::migrated().await;
+    let created = json(&run(epai().env("DATABASE_URL", db.url()).args([
+        "partner",
+        "create",
+        "--name",
+        "Acme Events",
+        "--email",
+        "Ops@Acme.test",
+        "--json",
+    ])));
+    let first = created["api_key"].as_str().unwrap().to_owned();
+    ApiKey::parse(&first).expect("a well-formed key");
+    assert_eq!(created["email"], "ops@acme.test");
+
+    let admin = db.admin().await;
+    let stored_hash = async || -> String {
+        admin
+            .query_one("SELECT key_hash FROM api_keys", &[])
+            .await
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(
+        stored_hash().await,
+        ApiKey::parse(&first).unwrap().hash().as_str()
+    );
+
+    let rotated = json(&run(epai().env("DATABASE_URL", db.url()).args([
+        "key",
+        "rotate",
+        "--partner",
+        "ops@acme.test",
+        "--json",
+    ])));
+    let second = rotated["api_key"].as_str().unwrap();
+    assert_ne!(second, first);
+    assert_eq!(rotated["partner_id"], created["partner_id"]);
+    assert_eq!(
+        stored_hash().await,
+        ApiKey::parse(second).unwrap().hash().as_str()
+    );
+
+    let by_id = json(&run(epai().env("DATABASE_URL", db.url()).args([
+        "key",
+        "rotate",
+        "--partner",
+        created["partner_id"].as_str().unwrap(),
+        "--json",
+    ])));
+    assert_eq!(by_id["partner_id"], created["partner_id"]);
+
+    let duplicate = run(epai().env("DATABASE_URL", db.url()).args([
+        "partner",
+        "create",
+        "--name",
+        "Again",
+        "--email",
+        "ops@acme.test",
+    ]));
+    assert!(!duplicate.status.success());
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
+
+    let unknown = run(epai().env("DATABASE_URL", db.url()).args([
+        "key",
+        "rotate",
+        "--partner",
+        "nobody@acme.test",
+    ]));
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no partner"));
+
+    let bad_email = run(epai().env("DATABASE_URL", db.url()).args([
+        "partner",
+        "create",
+        "--name",
+        "X",
+        "--email",
+        "not-an-email",
+    ]));
+    assert!(!bad_email.status.success());
+    assert!(String::from_utf8_lossy(&bad_email.stderr).contains("--email"));
+}
+
+#[tokio::test]
+async fn demo_loads_weeks_of_varied_events_once() {
+    let db = TestDatabase::migrated().await;
+    let first = stdout(&run(epai().env("DATABASE_URL", db.url()).arg("demo")));
+    assert!(first.contains("API key:"), "{first}");
+    let admin = db.admin().await;
+    let row = admin
+        .query_one(
+            "SELECT count(*), count(DISTINCT event_type),
+                    extract(day FROM max(occurred_at) - min(occurred_at))::int
+             FROM ingestion_events",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (events, types, span_days): (i64, i64, i32) = (row.get(0), row.get(1), row.get(2));
+    assert!(events > 2000, "{events} events");
+    assert_eq!(types, 5);
+    assert!(span_days >= 21, "{span_days} days");
+
+    let second = stdout(&run(epai().env("DATABASE_URL", db.url()).arg("demo")));
+    assert!(second.contains("already loaded"), "{second}");
+    let again: i64 = admin
+        .query_one("SELECT count(*) FROM ingestion_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(again, events, "a second demo run adds nothing");
+}
+
+/// `epai serve` in `dir` on a free port; returns the child and its base URL once it listens.
+fn spawn_serve(dir: &Path) -> (Child, String) {
+    let mut child = epai()
+        .current_dir(dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let Some(url) = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+    else {
+        let output = child.wait_with_output().unwrap();
+        panic!(
+            "serve did not start: {line}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    (child, url.to_owned())
+}
+
+async fn ready(url: &str) -> u16 {
+    reqwest::get(format!("{url}/ready"))
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn signal(child: &Child, signal: Signal) {
+    kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+}
+
+fn postmaster_pid(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join(".epai/pgdata/postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test]
+async fn serve_runs_on_the_embedded_default_with_commands_alongside() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = spawn_serve(dir.path());
+    assert_eq!(ready(&url).await, 200);
+
+    let created = json(&run(epai().current_dir(dir.path()).args([
+        "partner",
+        "create",
+        "--name",
+        "Alongside",
+        "--email",
+        "a@alongside.test",
+        "--json",
+    ])));
+    ApiKey::parse(created["api_key"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        ready(&url).await,
+        200,
+        "the command left the server's cluster running"
+    );
+
+    let second = run(epai()
+        .current_dir(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"]));
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("in use by another epai process"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+
+    signal(&server, Signal::SIGTERM);
+    let status = server.wait().unwrap();
+    assert!(status.success(), "graceful exit: {status}");
+    assert_eq!(postmaster_pid(dir.path()), None, "PostgreSQL was stopped");
+}
+
+#[tokio::test]
+async fn serve_recovers_after_being_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = spawn_serve(dir.path());
+    assert_eq!(ready(&url).await, 200);
+    let created = json(&run(epai().current_dir(dir.path()).args([
+        "partner",
+        "create",
+        "--name",
+        "Survivor",
+        "--email",
+        "s@survivor.test",
+        "--json",
+    ])));
+
+    // Killed outright: PostgreSQL is left running without its owner, and is adopted.
+    signal(&server, Signal::SIGKILL);
+    server.wait().unwrap();
+    assert!(postmaster_pid(dir.path()).is_some());
+    let (mut server, url) = spawn_serve(dir.path());
+    assert_eq!(ready(&url).await, 200);
+
+    // Both killed: a stale postmaster.pid is left behind, and the next start cleans up after it.
+    let postmaster = postmaster_pid(dir.path()).unwrap();
+    signal(&server, Signal::SIGKILL);
+    server.wait().unwrap();
+    kill(Pid::from_raw(postmaster), Signal::SIGKILL).unwrap();
+    let (mut server, url) = spawn_serve(dir.path());
+    assert_eq!(ready(&url).await, 200);
+
+    let rotated = json(&run(epai().current_dir(dir.path()).args([
+        "key",
+        "rotate",
+        "--partner",
+        "s@survivor.test",
+        "--json",
+    ])));
+    assert_eq!(
+        rotated["partner_id"], created["partner_id"],
+        "data survived"
+    );
+
+    signal(&server, Signal::SIGTERM);
+    assert!(server.wait().unwrap().success());
+}
