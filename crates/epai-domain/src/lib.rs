@@ -1,15 +1,17 @@
 //! The vocabulary of EPAI: identifiers, credentials and values parsed once at the edge.
 //!
 //! Owns the newtypes every other crate passes around (`PartnerId`, `AuthUserId`, `Email`,
-//! `PartnerName`, `ApiKey`). A value of one of these types has already been validated, so the
+//! `PartnerName`, `ApiKey`, `EventType`, `ValidEvent`). A value of one of these types has already been validated, so the
 //! store, engine and server never re-check raw strings.
 //!
 //! Must not do I/O: no database, no network, no files, no clock.
 
 mod api_key;
+mod event;
 mod ids;
 mod text;
 
 pub use api_key::{API_KEY_PREFIX, ApiKey, ApiKeyError, ApiKeyHash};
+pub use event::{EventInput, EventLimits, EventType, FieldError, ValidEvent, find_nul_character};
 pub use ids::{AuthUserId, PartnerId};
 pub use text::{Email, PartnerName, TextError};

@@ -1,7 +1,8 @@
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use epai_store::StoreError;
 use serde::Serialize;
+use serde_json::Value;
 
 /// The documented error codes (DESIGN.md §3), carried in every problem body as `code`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -12,20 +13,49 @@ pub enum ErrorCode {
     InvalidApiKey,
     #[serde(rename = "auth/expired-api-key")]
     ExpiredApiKey,
+    #[serde(rename = "auth/forbidden")]
+    Forbidden,
     #[serde(rename = "rate-limit/exceeded")]
     RateLimitExceeded,
     #[serde(rename = "validation/invalid-request")]
     InvalidRequest,
+    #[serde(rename = "validation/unsupported-media-type")]
+    UnsupportedMediaType,
+    #[serde(rename = "idempotency/key-reused")]
+    IdempotencyKeyReused,
     #[serde(rename = "not-found")]
     NotFound,
     #[serde(rename = "method-not-allowed")]
     MethodNotAllowed,
     #[serde(rename = "payload/too-large")]
     PayloadTooLarge,
+    #[serde(rename = "service/timeout")]
+    Timeout,
     #[serde(rename = "service/unavailable")]
     Unavailable,
     #[serde(rename = "internal")]
     Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingApiKey => "auth/missing-api-key",
+            Self::InvalidApiKey => "auth/invalid-api-key",
+            Self::ExpiredApiKey => "auth/expired-api-key",
+            Self::Forbidden => "auth/forbidden",
+            Self::RateLimitExceeded => "rate-limit/exceeded",
+            Self::InvalidRequest => "validation/invalid-request",
+            Self::UnsupportedMediaType => "validation/unsupported-media-type",
+            Self::IdempotencyKeyReused => "idempotency/key-reused",
+            Self::NotFound => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::PayloadTooLarge => "payload/too-large",
+            Self::Timeout => "service/timeout",
+            Self::Unavailable => "service/unavailable",
+            Self::Internal => "internal",
+        }
+    }
 }
 
 /// Every failure a handler can return; one `IntoResponse` turns it into RFC 9457 problem+json
@@ -35,6 +65,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: ErrorCode,
     pub detail: String,
+    /// Per-field or per-item problems (`[{index?, field, message}]`).
+    pub errors: Option<Value>,
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl ApiError {
@@ -43,18 +76,39 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            errors: None,
+            retry_after_seconds: None,
         }
+    }
+
+    pub fn with_errors(mut self, errors: Value) -> Self {
+        self.errors = Some(errors);
+        self
     }
 
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, detail)
     }
 
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, detail)
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(
+        let mut error = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Unavailable,
             detail,
+        );
+        error.retry_after_seconds = Some(5);
+        error
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "an internal error occurred",
         )
     }
 }
@@ -69,22 +123,21 @@ struct Problem<'a> {
     code: ErrorCode,
     error: bool,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a Value>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let code_text = serde_json::to_value(self.code)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
         let body = Problem {
-            kind: format!("/problems/{code_text}"),
+            kind: format!("/problems/{}", self.code.as_str()),
             title: self.status.canonical_reason().unwrap_or("Error"),
             status: self.status.as_u16(),
             detail: &self.detail,
             code: self.code,
             error: true,
             message: &self.detail,
+            errors: self.errors.as_ref(),
         };
         let mut response = (
             self.status,
@@ -92,10 +145,10 @@ impl IntoResponse for ApiError {
             serde_json::to_string(&body).unwrap_or_default(),
         )
             .into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(seconds) = self.retry_after_seconds {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -105,17 +158,19 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound(_) => ApiError::not_found("the requested resource does not exist"),
+            StoreError::Invalid(cause) => {
+                // The store only sees values the server already validated; say what was wrong
+                // without echoing data.
+                tracing::info!(%cause, "database refused a value");
+                ApiError::invalid("a value was refused by the database")
+            }
             StoreError::Unavailable(cause) => {
                 tracing::warn!(%cause, "database unavailable");
-                ApiError::unavailable("the database is unavailable; retry shortly")
+                ApiError::unavailable("the service is temporarily unavailable; retry shortly")
             }
             other => {
                 tracing::error!(error = %other, "store error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    ErrorCode::Internal,
-                    "an internal error occurred",
-                )
+                ApiError::internal()
             }
         }
     }

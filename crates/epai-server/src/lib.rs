@@ -4,33 +4,243 @@
 //! Must not write SQL: every database access goes through `epai-store`'s tenant-scoped or
 //! service-role handles.
 
+mod auth;
 mod error;
+mod extract;
 mod health;
+mod ingest;
+mod observe;
+mod reads;
+mod redact;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
-use epai_store::Store;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use epai_domain::EventLimits;
+use epai_store::notify::Notification;
+use epai_store::{ActivityRecorder, IngestOptions, IngestWriter, Store};
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+pub use auth::KeyVerifier;
 pub use error::{ApiError, ErrorCode};
+pub use observe::ClientInfo;
+
+/// Limits and knobs of the HTTP layer.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    pub event_limits: EventLimits,
+    /// Largest request body accepted by any endpoint (the batch limit).
+    pub max_body_bytes: usize,
+    /// Largest body of a single-event request.
+    pub max_event_body_bytes: usize,
+    pub request_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` names the real client.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Bodies larger than this are logged as a size note only.
+    pub log_body_bytes: usize,
+    pub ingest: IngestOptions,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
+    /// How often coalesced `last_used_at` updates are written.
+    pub key_use_flush_interval: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            event_limits: EventLimits::default(),
+            max_body_bytes: 5 * 1024 * 1024,
+            max_event_body_bytes: 256 * 1024,
+            request_timeout: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
+            log_body_bytes: 4096,
+            ingest: IngestOptions::default(),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            key_use_flush_interval: Duration::from_secs(5),
+        }
+    }
+}
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub ingest: IngestWriter,
+    pub activity: ActivityRecorder,
+    pub keys: Arc<KeyVerifier>,
+    pub settings: Arc<ServerSettings>,
+}
+
+/// The background work behind a running server: group-commit writers, the activity writer,
+/// key-use flushing and cache invalidation.
+pub struct Background {
+    ingest_writers: JoinSet<()>,
+    activity_writer: JoinHandle<()>,
+    maintenance: JoinHandle<()>,
+    stop_maintenance: watch::Sender<bool>,
+    listener: JoinHandle<()>,
+}
+
+/// Starts the background tasks and returns the state handlers share.
+pub fn start(store: Store, settings: ServerSettings) -> (AppState, Background) {
+    let settings = Arc::new(settings);
+    let (ingest, ingest_writers) = IngestWriter::start(store.clone(), settings.ingest);
+    let (activity, activity_writer) = ActivityRecorder::start(store.clone());
+    let keys = Arc::new(KeyVerifier::default());
+    let (stop_maintenance, stopped) = watch::channel(false);
+    let maintenance = tokio::spawn(maintain(
+        store.clone(),
+        keys.clone(),
+        settings.clone(),
+        stopped,
+    ));
+    let (notifications, received) = mpsc::channel(256);
+    let listener = tokio::spawn({
+        let store = store.clone();
+        let keys = keys.clone();
+        async move {
+            tokio::join!(
+                store.listen(notifications),
+                apply_notifications(received, keys)
+            );
+        }
+    });
+    let state = AppState {
+        store,
+        ingest,
+        activity,
+        keys,
+        settings,
+    };
+    let background = Background {
+        ingest_writers,
+        activity_writer,
+        maintenance,
+        stop_maintenance,
+        listener,
+    };
+    (state, background)
+}
+
+async fn apply_notifications(mut received: mpsc::Receiver<Notification>, keys: Arc<KeyVerifier>) {
+    while let Some(notification) = received.recv().await {
+        match notification {
+            Notification::ApiKeyChanged(partner) => keys.forget_partner(partner),
+            Notification::Resubscribed => keys.forget_all(),
+        }
+    }
+}
+
+/// Periodic upkeep: coalesced `last_used_at` writes and expiry of old idempotency keys.
+async fn maintain(
+    store: Store,
+    keys: Arc<KeyVerifier>,
+    settings: Arc<ServerSettings>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(settings.key_use_flush_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = stopped.changed() => true,
+        };
+        flush_key_uses(&store, &keys).await;
+        if stopping {
+            return;
+        }
+        let ttl = settings.idempotency_ttl;
+        if let Err(e) = store
+            .as_service_role(async |s| s.expire_idempotency_keys(ttl).await)
+            .await
+        {
+            tracing::warn!(error = %e, "could not expire idempotency keys");
+        }
+    }
+}
+
+async fn flush_key_uses(store: &Store, keys: &KeyVerifier) {
+    let uses = keys.take_uses();
+    if uses.is_empty() {
+        return;
+    }
+    if let Err(e) = store
+        .as_service_role(async |s| s.touch_api_keys(&uses).await)
+        .await
+    {
+        tracing::warn!(error = %e, keys = uses.len(), "could not record key use");
+    }
+}
+
+impl Background {
+    /// Waits until everything accepted is stored. Call after the server stopped serving (so no
+    /// handler holds a writer any more).
+    pub async fn shutdown(mut self) {
+        let _ = self.stop_maintenance.send(true);
+        let _ = self.maintenance.await;
+        while self.ingest_writers.join_next().await.is_some() {}
+        let _ = self.activity_writer.await;
+        self.listener.abort();
+    }
 }
 
 /// The whole HTTP surface, without a socket, so tests and `serve` share it.
 pub fn router(state: AppState) -> Router {
+    let settings = state.settings.clone();
+    let ingest_single = Router::new()
+        .route("/v1/events", post(ingest::post_event))
+        .route("/ingest", post(ingest::post_ingest_original))
+        .route("/functions/v1/ingest", post(ingest::post_ingest_original))
+        .route("/ingest-v2", post(ingest::post_ingest_v2))
+        .route("/functions/v1/ingest-v2", post(ingest::post_ingest_v2))
+        .layer(DefaultBodyLimit::max(settings.max_event_body_bytes));
+    let api = Router::new()
+        .route("/v1/events", get(reads::list_events))
+        .route("/v1/events/batch", post(ingest::post_batch))
+        .route("/v1/insights", get(reads::list_insights))
+        .route("/v1/insights/{id}", get(reads::get_insight))
+        .route("/v1/models", get(reads::list_models))
+        .route("/v1/usage", get(reads::usage))
+        .route("/v1/logs", get(reads::logs))
+        .route("/get-insights", get(reads::original_insights))
+        .route("/functions/v1/get-insights", get(reads::original_insights))
+        .route(
+            "/get-models",
+            get(reads::original_models).post(reads::original_models),
+        )
+        .route(
+            "/functions/v1/get-models",
+            get(reads::original_models).post(reads::original_models),
+        )
+        .route("/get-public-insight", post(reads::original_public_insight))
+        .route(
+            "/functions/v1/get-public-insight",
+            post(reads::original_public_insight),
+        )
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .merge(ingest_single)
+        .merge(api)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::internal())
+        }))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

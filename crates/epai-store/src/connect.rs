@@ -99,6 +99,7 @@ impl Default for StoreOptions {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: Pool,
+    pub(crate) target: DatabaseTarget,
     pub(crate) key_policy: KeyPolicy,
 }
 
@@ -123,6 +124,7 @@ impl Store {
             .map_err(|e| StoreError::Other(e.to_string()))?;
         Ok(Self {
             pool,
+            target: target.clone(),
             key_policy: options.key_policy,
         })
     }

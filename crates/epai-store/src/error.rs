@@ -1,7 +1,7 @@
 use tokio_postgres::error::SqlState;
 
 /// What can go wrong in the store, in terms a caller can act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The row does not exist, or the current tenant may not see it: the two are
     /// indistinguishable on purpose.

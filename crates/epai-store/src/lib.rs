@@ -12,18 +12,26 @@
 //!
 //! Must not know about HTTP: no request, response or status code types in here.
 
+mod activity;
 mod connect;
 pub mod embedded;
 mod error;
+mod ingest;
 mod migrate;
+pub mod notify;
 mod queries;
 mod service;
 mod tenant;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
+pub use activity::{ActivityRecorder, RequestLog, SecurityEvent};
 pub use connect::{DatabaseTarget, KeyPolicy, Store, StoreOptions};
 pub use error::StoreError;
+pub use ingest::{IngestOptions, IngestWriter};
 pub use migrate::{MigrationStatus, latest_migration_version, migrate};
-pub use service::{NewEvent, NewPartner, ServiceRole};
-pub use tenant::{ApiKeyStatus, LogEntry, PartnerRecord, Tenant, UsageDay};
+pub use service::{IdempotencyClaim, NewEvent, NewPartner, ServiceRole, StoredKey};
+pub use tenant::{
+    ApiKeyStatus, EventFilter, EventRecord, InsightFilter, InsightRecord, LogEntry, ModelRecord,
+    PartnerRecord, Tenant, UsageDay,
+};

@@ -1,6 +1,8 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
-use epai_domain::{Email, PartnerId, PartnerName};
+use std::time::Duration;
+
+use epai_domain::{ApiKeyHash, AuthUserId, Email, PartnerId, PartnerName};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -15,7 +17,7 @@ use crate::tenant::PartnerRecord;
 /// worker, operator commands). Each takes a partner id that the caller obtained from a verified
 /// credential or an operator's command line, never from a request body.
 pub struct ServiceRole<'a> {
-    tx: Transaction<'a>,
+    pub(crate) tx: Transaction<'a>,
 }
 
 impl Store {
@@ -49,13 +51,39 @@ pub struct NewPartner {
 /// One event as stored in `ingestion_events`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewEvent {
+    pub id: Uuid,
+    pub partner_id: PartnerId,
     pub event_type: String,
     pub data: Value,
     pub source: String,
     pub version: String,
     pub metadata: Option<Value>,
     pub occurred_at: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
+    /// `None`: the time of the storing transaction.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// What a key lookup found: the key's row and its partner's account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredKey {
+    pub key_id: Uuid,
+    pub partner_id: PartnerId,
+    pub user_id: Option<AuthUserId>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// `false` when the hash matched the previous key of a rotation.
+    pub is_current: bool,
+    pub previous_key_expires_at: Option<DateTime<Utc>>,
+}
+
+/// The outcome of claiming an idempotency key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IdempotencyClaim {
+    /// First use: go ahead, then record the response with `complete_idempotency`.
+    Claimed,
+    /// Used before with the same request: answer as then.
+    Replay { status: u16, body: Value },
+    /// Used before with a different request.
+    Mismatch,
 }
 
 impl ServiceRole<'_> {
@@ -99,25 +127,24 @@ impl ServiceRole<'_> {
         Ok(PartnerRecord::from_row(&row))
     }
 
-    /// Stores events for one partner in a single statement.
-    pub async fn insert_events(
-        &self,
-        partner: PartnerId,
-        events: &[NewEvent],
-    ) -> Result<u64, StoreError> {
+    /// Stores events (of any partners) in a single statement.
+    pub async fn insert_events(&self, events: &[NewEvent]) -> Result<u64, StoreError> {
+        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        let partners: Vec<Uuid> = events.iter().map(|e| e.partner_id.as_uuid()).collect();
         let event_types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         let data: Vec<&Value> = events.iter().map(|e| &e.data).collect();
         let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
         let versions: Vec<&str> = events.iter().map(|e| e.version.as_str()).collect();
         let metadata: Vec<Option<&Value>> = events.iter().map(|e| e.metadata.as_ref()).collect();
         let occurred: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
-        let created: Vec<DateTime<Utc>> = events.iter().map(|e| e.created_at).collect();
+        let created: Vec<Option<DateTime<Utc>>> = events.iter().map(|e| e.created_at).collect();
         Ok(self
             .tx
             .execute(
-                named_query!("events/insert_many"),
+                named_query!("events/insert"),
                 &[
-                    &partner.as_uuid(),
+                    &ids,
+                    &partners,
                     &event_types,
                     &data,
                     &sources,
@@ -128,5 +155,110 @@ impl ServiceRole<'_> {
                 ],
             )
             .await?)
+    }
+
+    /// The key whose current or previous hash is `hash`, if any.
+    pub async fn find_api_key(&self, hash: &ApiKeyHash) -> Result<Option<StoredKey>, StoreError> {
+        let row = self
+            .tx
+            .query_opt(named_query!("api_keys/find_by_hash"), &[&hash.as_str()])
+            .await?;
+        Ok(row.map(|row| StoredKey {
+            key_id: row.get("id"),
+            partner_id: PartnerId::new(row.get("partner_id")),
+            user_id: row.get::<_, Option<Uuid>>("user_id").map(AuthUserId::new),
+            expires_at: row.get("expires_at"),
+            is_current: row.get("is_current"),
+            previous_key_expires_at: row.get("previous_key_expires_at"),
+        }))
+    }
+
+    /// Records when keys were last used (only ever moves `last_used_at` forward).
+    pub async fn touch_api_keys(&self, uses: &[(Uuid, DateTime<Utc>)]) -> Result<u64, StoreError> {
+        let ids: Vec<Uuid> = uses.iter().map(|(id, _)| *id).collect();
+        let times: Vec<DateTime<Utc>> = uses.iter().map(|(_, at)| *at).collect();
+        Ok(self
+            .tx
+            .execute(named_query!("api_keys/touch"), &[&ids, &times])
+            .await?)
+    }
+
+    /// Claims `key` for this request, or tells how it was answered before. Blocks while a
+    /// concurrent request holds the same key, so two can never both claim it.
+    pub async fn claim_idempotency(
+        &self,
+        partner: PartnerId,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let claimed = self
+            .tx
+            .query_opt(
+                named_query!("idempotency/claim"),
+                &[&partner.as_uuid(), &key, &request_hash],
+            )
+            .await?
+            .is_some();
+        if claimed {
+            return Ok(IdempotencyClaim::Claimed);
+        }
+        let row = self
+            .tx
+            .query_one(
+                named_query!("idempotency/find"),
+                &[&partner.as_uuid(), &key],
+            )
+            .await?;
+        let stored_hash: String = row.get("request_hash");
+        if stored_hash != request_hash {
+            return Ok(IdempotencyClaim::Mismatch);
+        }
+        let status: Option<i32> = row.get("response_status");
+        let body: Option<Value> = row.get("response_body");
+        match (status, body) {
+            (Some(status), Some(body)) => Ok(IdempotencyClaim::Replay {
+                status: u16::try_from(status).unwrap_or(200),
+                body,
+            }),
+            _ => Err(StoreError::Other(
+                "idempotency key claimed but never completed".into(),
+            )),
+        }
+    }
+
+    pub async fn complete_idempotency(
+        &self,
+        partner: PartnerId,
+        key: &str,
+        status: u16,
+        body: &Value,
+    ) -> Result<(), StoreError> {
+        self.tx
+            .execute(
+                named_query!("idempotency/complete"),
+                &[&partner.as_uuid(), &key, &i32::from(status), body],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets idempotency keys older than `max_age`.
+    pub async fn expire_idempotency_keys(&self, max_age: Duration) -> Result<u64, StoreError> {
+        Ok(self
+            .tx
+            .execute(
+                named_query!("idempotency/expire"),
+                &[&max_age.as_secs_f64()],
+            )
+            .await?)
+    }
+
+    /// The partner owning an insight, to tell a cross-tenant probe from a typo.
+    pub async fn insight_owner(&self, insight: Uuid) -> Result<Option<PartnerId>, StoreError> {
+        Ok(self
+            .tx
+            .query_opt(named_query!("insights/owner"), &[&insight])
+            .await?
+            .map(|row| PartnerId::new(row.get(0))))
     }
 }

@@ -191,3 +191,165 @@ impl Tenant<'_> {
             .collect())
     }
 }
+
+/// Which events to list: newest first, `limit` of them, before the `before` cursor.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EventFilter {
+    pub event_type: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// `(occurred_at, id)` of the last event of the previous page.
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventRecord {
+    pub id: Uuid,
+    pub event_type: String,
+    pub data: serde_json::Value,
+    pub source: String,
+    pub version: String,
+    pub metadata: Option<serde_json::Value>,
+    pub occurred_at: DateTime<Utc>,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// Which insights to list: newest first, by model name and age, by cursor or offset.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InsightFilter {
+    pub model: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    /// `(created_at, id)` of the last insight of the previous page.
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InsightRecord {
+    pub id: Uuid,
+    pub model_id: Option<Uuid>,
+    pub model_name: Option<String>,
+    pub content: serde_json::Value,
+    pub metadata: Option<serde_json::Value>,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ModelRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub version: String,
+    pub status: String,
+    pub metadata: Option<serde_json::Value>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl InsightRecord {
+    fn from_row(row: &tokio_postgres::Row) -> Self {
+        Self {
+            id: row.get("id"),
+            model_id: row.get("model_id"),
+            model_name: row.get("model_name"),
+            content: row.get("content"),
+            metadata: row.get("metadata"),
+            created_at: row.get("created_at"),
+        }
+    }
+}
+
+impl Tenant<'_> {
+    /// The partner's events matching `filter`, newest first.
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
+        let (before_at, before_id) = filter.before.unzip();
+        let rows = self
+            .tx
+            .query(
+                named_query!("events/list"),
+                &[
+                    &filter.event_type,
+                    &filter.since,
+                    &filter.until,
+                    &before_at,
+                    &before_id,
+                    &filter.limit,
+                ],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| EventRecord {
+                id: row.get("id"),
+                event_type: row.get("event_type"),
+                data: row.get("data"),
+                source: row.get("source"),
+                version: row.get("version"),
+                metadata: row.get("metadata"),
+                occurred_at: row.get("occurred_at"),
+                created_at: row.get("created_at"),
+            })
+            .collect())
+    }
+
+    /// The partner's insights matching `filter`, newest first, and how many match in all.
+    pub async fn insights(
+        &self,
+        filter: &InsightFilter,
+    ) -> Result<(Vec<InsightRecord>, i64), StoreError> {
+        let (before_at, before_id) = filter.before.unzip();
+        let rows = self
+            .tx
+            .query(
+                named_query!("insights/list"),
+                &[
+                    &filter.model,
+                    &filter.since,
+                    &before_at,
+                    &before_id,
+                    &filter.limit,
+                    &filter.offset,
+                ],
+            )
+            .await?;
+        let total: i64 = self
+            .tx
+            .query_one(
+                named_query!("insights/count"),
+                &[&filter.model, &filter.since],
+            )
+            .await?
+            .get(0);
+        Ok((rows.iter().map(InsightRecord::from_row).collect(), total))
+    }
+
+    /// One insight; `None` when it does not exist or belongs to another partner.
+    pub async fn insight(&self, id: Uuid) -> Result<Option<InsightRecord>, StoreError> {
+        Ok(self
+            .tx
+            .query_opt(named_query!("insights/one"), &[&id])
+            .await?
+            .as_ref()
+            .map(InsightRecord::from_row))
+    }
+
+    /// The model catalogue.
+    pub async fn models(&self) -> Result<Vec<ModelRecord>, StoreError> {
+        let rows = self.tx.query(named_query!("models/list"), &[]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| ModelRecord {
+                id: row.get("id"),
+                name: row.get("name"),
+                description: row.get("description"),
+                version: row.get("version"),
+                status: row.get("status"),
+                metadata: row.get("metadata"),
+                created_at: row.get("created_at"),
+                updated_at: row.get("updated_at"),
+            })
+            .collect())
+    }
+}

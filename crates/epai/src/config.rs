@@ -1,8 +1,11 @@
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use epai_store::{KeyPolicy, StoreOptions};
+use epai_domain::EventLimits;
+use epai_server::ServerSettings;
+use epai_store::{IngestOptions, KeyPolicy, StoreOptions};
 
 /// Settings shared by every command; each flag also reads an environment variable.
 #[derive(Args, Debug, Clone)]
@@ -70,6 +73,52 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "EPAI_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+
+    /// Seconds a request may take before it is abandoned with 503.
+    #[arg(long, env = "EPAI_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub request_timeout_seconds: u64,
+
+    /// Comma-separated proxy addresses whose X-Forwarded-For header names the real client.
+    #[arg(long, env = "EPAI_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
+
+    /// Most events in one batch request.
+    #[arg(long, env = "EPAI_MAX_BATCH_EVENTS", default_value_t = 1000)]
+    pub max_batch_events: usize,
+
+    /// Largest batch request body, in bytes.
+    #[arg(long, env = "EPAI_MAX_BODY_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest data plus metadata of one event, in bytes.
+    #[arg(long, env = "EPAI_MAX_EVENT_BYTES", default_value_t = 64 * 1024)]
+    pub max_event_bytes: usize,
+
+    /// Requests that may wait for the ingest writers before new ones get 503.
+    #[arg(long, env = "EPAI_INGEST_QUEUE", default_value_t = 10_000)]
+    pub ingest_queue: usize,
+}
+
+impl ServeArgs {
+    pub fn server_settings(&self) -> ServerSettings {
+        let defaults = ServerSettings::default();
+        ServerSettings {
+            event_limits: EventLimits {
+                max_event_bytes: self.max_event_bytes,
+                max_batch_events: self.max_batch_events.max(1),
+                ..defaults.event_limits
+            },
+            max_body_bytes: self.max_body_bytes,
+            max_event_body_bytes: (self.max_event_bytes * 4).min(self.max_body_bytes),
+            request_timeout: Duration::from_secs(self.request_timeout_seconds.max(1)),
+            trusted_proxies: self.trusted_proxies.clone(),
+            ingest: IngestOptions {
+                queue_capacity: self.ingest_queue.max(1),
+                ..defaults.ingest
+            },
+            ..defaults
+        }
+    }
 }
 
 pub fn init_tracing(global: &GlobalArgs) {

@@ -2,11 +2,12 @@
 //! every screen and model has something to show.
 
 use chrono::{DateTime, Duration, Utc};
-use epai_domain::{Email, PartnerName};
+use epai_domain::{Email, PartnerId, PartnerName};
 use epai_store::{NewEvent, NewPartner, PartnerRecord, Store, StoreError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use uuid::Uuid;
 
 pub const DAYS: i64 = 28;
 const DEMO_EMAIL: &str = "demo@epai.local";
@@ -49,13 +50,14 @@ pub async fn load(store: &Store) -> anyhow::Result<Loaded> {
         email: Email::parse(DEMO_EMAIL)?,
         password_hash: None,
     };
-    let events = generate(Utc::now(), 7);
-    let count = events.len();
+    let mut count = 0;
     let partner = store
         .as_service_role(async |service| {
             let partner = service.create_partner(&new).await?;
+            let events = generate(partner.id, Utc::now(), 7);
+            count = events.len();
             for chunk in events.chunks(2000) {
-                service.insert_events(partner.id, chunk).await?;
+                service.insert_events(chunk).await?;
             }
             Ok(partner)
         })
@@ -70,7 +72,7 @@ pub async fn load(store: &Store) -> anyhow::Result<Loaded> {
 /// Four weeks of traffic ending at `now`: page views with a weekly rhythm and a slow upward
 /// trend, engagement by a population of users some of whom drift away, concerts with capacity
 /// and attendance, leads of whom some later buy.
-pub fn generate(now: DateTime<Utc>, seed: u64) -> Vec<NewEvent> {
+pub fn generate(partner: PartnerId, now: DateTime<Utc>, seed: u64) -> Vec<NewEvent> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut events = Vec::new();
     let start = now - Duration::days(DAYS);
@@ -95,6 +97,7 @@ pub fn generate(now: DateTime<Utc>, seed: u64) -> Vec<NewEvent> {
                 &["/", "/events", "/events/123", "/tickets", "/about"],
             );
             events.push(event(
+                partner,
                 "page_view",
                 json!({
                     "url": format!("https://harbourlights.example{page}"),
@@ -112,6 +115,7 @@ pub fn generate(now: DateTime<Utc>, seed: u64) -> Vec<NewEvent> {
             if rng.random_bool(0.55) {
                 let at = date + Duration::seconds(rng.random_range(0..86_400));
                 events.push(event(
+                    partner,
                     "user_engagement",
                     json!({
                         "user_id": format!("user-{user:03}"),
@@ -134,6 +138,7 @@ pub fn generate(now: DateTime<Utc>, seed: u64) -> Vec<NewEvent> {
                 + rng.random_range(-0.08..0.08))
             .clamp(0.05, 1.0);
             events.push(event(
+                partner,
                 "event_attendance",
                 json!({
                     "event_id": format!("evt-{day:03}"),
@@ -154,6 +159,7 @@ pub fn generate(now: DateTime<Utc>, seed: u64) -> Vec<NewEvent> {
             let at = date + Duration::seconds(rng.random_range(0..86_400));
             let engaged: f64 = rng.random_range(0.0..1.0);
             events.push(event(
+                partner,
                 "lead",
                 json!({
                     "leadId": format!("lead-{lead_id:04}"),
@@ -171,6 +177,7 @@ pub fn generate(now: DateTime<Utc>, seed: u64) -> Vec<NewEvent> {
             ));
             if rng.random_bool(engaged * 0.6) {
                 events.push(event(
+                    partner,
                     "sales_transaction",
                     json!({
                         "transactionId": format!("tx-{lead_id:04}"),
@@ -189,15 +196,22 @@ pub fn generate(now: DateTime<Utc>, seed: u64) -> Vec<NewEvent> {
     events
 }
 
-fn event(event_type: &str, data: serde_json::Value, occurred_at: DateTime<Utc>) -> NewEvent {
+fn event(
+    partner: PartnerId,
+    event_type: &str,
+    data: serde_json::Value,
+    occurred_at: DateTime<Utc>,
+) -> NewEvent {
     NewEvent {
+        id: Uuid::new_v4(),
+        partner_id: partner,
         event_type: event_type.to_owned(),
         data,
         source: "demo".to_owned(),
         version: "1.0".to_owned(),
         metadata: None,
         occurred_at,
-        created_at: occurred_at,
+        created_at: Some(occurred_at),
     }
 }
 

@@ -235,8 +235,10 @@ async fn serve(global: &GlobalArgs, args: &config::ServeArgs) -> anyhow::Result<
         "EPAI is serving on http://{address}  (database: {})",
         db.describe()
     );
-    let state = epai_server::AppState { store };
+    let (state, background) = epai_server::start(store, args.server_settings());
     epai_server::serve_with_listener(state, listener, config::shutdown_signal()).await?;
-    tracing::info!("server stopped; shutting down the database");
+    tracing::info!("no longer accepting requests; storing what was accepted");
+    background.shutdown().await;
+    tracing::info!("everything accepted is stored; shutting down the database");
     db.close().await
 }

@@ -1,6 +1,6 @@
 use std::net::SocketAddr;
 
-use epai_server::AppState;
+use epai_server::ServerSettings;
 use epai_store::testing::TestDatabase;
 use tokio::sync::oneshot;
 
@@ -10,6 +10,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: TestDatabase,
     stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestApp {
@@ -18,22 +19,39 @@ impl TestApp {
     }
 
     pub async fn spawn_on(db: TestDatabase) -> Self {
+        Self::spawn_with(db, ServerSettings::default()).await
+    }
+
+    pub async fn spawn_with(db: TestDatabase, settings: ServerSettings) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let state = AppState { store: db.store() };
+        let (state, background) = epai_server::start(db.store(), settings);
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(epai_server::serve_with_listener(
-            state,
-            listener,
-            async move {
+        let server = tokio::spawn(async move {
+            epai_server::serve_with_listener(state, listener, async move {
                 let _ = stopped.await;
-            },
-        ));
+            })
+            .await
+            .unwrap();
+            background.shutdown().await;
+        });
         Self {
             address,
             client: reqwest::Client::new(),
             db,
             stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Stops accepting requests, finishes in-flight ones and waits until everything accepted
+    /// is stored.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap();
         }
     }
 
@@ -68,4 +86,78 @@ pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> se
     assert_eq!(body["message"], body["detail"]);
     assert!(body["title"].is_string() && body["type"].is_string());
     body
+}
+
+/// A partner with an account and a fresh API key.
+pub struct TestPartner {
+    pub key: String,
+    pub partner_id: uuid::Uuid,
+    pub user_id: epai_domain::AuthUserId,
+}
+
+impl TestApp {
+    pub async fn partner(&self, name: &str) -> TestPartner {
+        let store = self.db.store();
+        let new = epai_store::NewPartner {
+            name: epai_domain::PartnerName::parse(name).unwrap(),
+            email: epai_domain::Email::parse(&format!(
+                "{}@example.com",
+                uuid::Uuid::new_v4().simple()
+            ))
+            .unwrap(),
+            password_hash: None,
+        };
+        let partner = store
+            .as_service_role(async |s| s.create_partner(&new).await)
+            .await
+            .unwrap();
+        let user_id = partner.require_user().unwrap();
+        let key = store
+            .as_user(user_id, async |t| t.regenerate_api_key().await)
+            .await
+            .unwrap();
+        TestPartner {
+            key,
+            partner_id: partner.id.as_uuid(),
+            user_id,
+        }
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        key: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("apikey", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_with_key(&self, path: &str, key: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("apikey", key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Rows of `table` (a fixed table name) whose partner is `partner`.
+    pub async fn count_rows(&self, table: &str, partner: uuid::Uuid) -> i64 {
+        self.db
+            .admin()
+            .await
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE partner_id = $1"),
+                &[&partner],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
 }

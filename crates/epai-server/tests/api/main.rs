@@ -1,4 +1,7 @@
 //! HTTP tests over a real socket against a real database.
 
+mod bad_input;
 mod health;
 mod helpers;
+mod ingest;
+mod reads;

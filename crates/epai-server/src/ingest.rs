@@ -1,0 +1,284 @@
+//! Event ingestion: `POST /v1/events`, `POST /v1/events/batch` and the original `/ingest`
+//! paths. A 2xx answer means the events are committed.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use epai_domain::{EventInput, FieldError, PartnerId, ValidEvent};
+use epai_store::{IdempotencyClaim, NewEvent};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::PartnerCaller;
+use crate::error::{ApiError, ErrorCode};
+use crate::extract::{JsonBytes, describe_without_values, parse_json};
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const IDEMPOTENT_REPLAY: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+fn stored_event(partner: PartnerId, event: ValidEvent) -> NewEvent {
+    NewEvent {
+        id: Uuid::now_v7(),
+        partner_id: partner,
+        event_type: event.event_type.as_str().to_owned(),
+        data: Value::Object(event.data),
+        source: event.source,
+        version: event.version,
+        metadata: event.metadata.map(Value::Object),
+        occurred_at: event.occurred_at,
+        created_at: None,
+    }
+}
+
+fn field_errors(errors: &[FieldError], index: Option<usize>) -> Vec<Value> {
+    errors
+        .iter()
+        .map(|e| match index {
+            Some(i) => json!({ "index": i, "field": e.field, "message": e.message }),
+            None => json!({ "field": e.field, "message": e.message }),
+        })
+        .collect()
+}
+
+fn validation_failed(detail: &str, errors: Vec<Value>) -> ApiError {
+    ApiError::invalid(detail).with_errors(Value::Array(errors))
+}
+
+/// Validates one event body (`EventInput` shape).
+fn one_event(
+    body: Value,
+    now: DateTime<Utc>,
+    state: &AppState,
+    index: Option<usize>,
+) -> Result<ValidEvent, Vec<Value>> {
+    let input: EventInput = match serde_json::from_value(body) {
+        Ok(input) => input,
+        Err(e) => {
+            let message = describe_without_values(&e.to_string());
+            return Err(field_errors(&[FieldError::new("(event)", message)], index));
+        }
+    };
+    input
+        .validate(now, &state.settings.event_limits)
+        .map_err(|errors| field_errors(&errors, index))
+}
+
+/// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters")
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+/// Stores `events` and answers `(status, body)`, once per idempotency key when one is given.
+async fn store_events(
+    state: &AppState,
+    partner: PartnerId,
+    idempotency: Option<(String, String)>,
+    events: Vec<NewEvent>,
+    status: StatusCode,
+    body: Value,
+) -> Result<Response, ApiError> {
+    let Some((key, fingerprint)) = idempotency else {
+        state.ingest.write(events).await?;
+        return Ok((status, Json(body)).into_response());
+    };
+    let claim = state
+        .store
+        .as_service_role(async |service| {
+            let claim = service
+                .claim_idempotency(partner, &key, &fingerprint)
+                .await?;
+            if claim == IdempotencyClaim::Claimed {
+                service.insert_events(&events).await?;
+                service
+                    .complete_idempotency(partner, &key, status.as_u16(), &body)
+                    .await?;
+            }
+            Ok(claim)
+        })
+        .await?;
+    match claim {
+        IdempotencyClaim::Claimed => Ok((status, Json(body)).into_response()),
+        IdempotencyClaim::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut response = (status, Json(body)).into_response();
+            response
+                .headers_mut()
+                .insert(IDEMPOTENT_REPLAY, HeaderValue::from_static("true"));
+            Ok(response)
+        }
+        IdempotencyClaim::Mismatch => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::IdempotencyKeyReused,
+            "this Idempotency-Key was already used for a different request",
+        )),
+    }
+}
+
+fn fingerprint(path: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(path.as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn with_fingerprint(key: Option<String>, path: &str, body: &[u8]) -> Option<(String, String)> {
+    key.map(|k| (k, fingerprint(path, body)))
+}
+
+/// `POST /v1/events`: one event → `202 {"id"}`.
+pub async fn post_event(
+    State(state): State<AppState>,
+    caller: PartnerCaller,
+    headers: HeaderMap,
+    JsonBytes(bytes): JsonBytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let body: Value = parse_json(&bytes)?;
+    let event = one_event(body, Utc::now(), &state, None)
+        .map_err(|errors| validation_failed("the event is invalid", errors))?;
+    let stored = stored_event(caller.partner_id, event);
+    let id = stored.id;
+    store_events(
+        &state,
+        caller.partner_id,
+        with_fingerprint(key, "/v1/events", &bytes),
+        vec![stored],
+        StatusCode::ACCEPTED,
+        json!({ "id": id }),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    events: Vec<Value>,
+}
+
+/// `POST /v1/events/batch`: all events or none → `202 {"accepted", "ids"}`.
+pub async fn post_batch(
+    State(state): State<AppState>,
+    caller: PartnerCaller,
+    headers: HeaderMap,
+    JsonBytes(bytes): JsonBytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let batch: Batch = parse_json(&bytes)?;
+    let max = state.settings.event_limits.max_batch_events;
+    if batch.events.is_empty() {
+        return Err(ApiError::invalid("a batch needs at least one event"));
+    }
+    if batch.events.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!("a batch holds at most {max} events; split it"),
+        ));
+    }
+    let now = Utc::now();
+    let mut events = Vec::with_capacity(batch.events.len());
+    let mut errors = Vec::new();
+    for (index, body) in batch.events.into_iter().enumerate() {
+        match one_event(body, now, &state, Some(index)) {
+            Ok(event) => events.push(stored_event(caller.partner_id, event)),
+            Err(mut problems) => errors.append(&mut problems),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(validation_failed(
+            "some events are invalid; none were stored",
+            errors,
+        ));
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    store_events(
+        &state,
+        caller.partner_id,
+        with_fingerprint(key, "/v1/events/batch", &bytes),
+        events,
+        StatusCode::ACCEPTED,
+        json!({ "accepted": ids.len(), "ids": ids }),
+    )
+    .await
+}
+
+/// `POST /ingest` (original path): one event → `201 {"success", "message", "eventId"}`.
+pub async fn post_ingest_original(
+    State(state): State<AppState>,
+    caller: PartnerCaller,
+    headers: HeaderMap,
+    JsonBytes(bytes): JsonBytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let body: Value = parse_json(&bytes)?;
+    let event = one_event(body, Utc::now(), &state, None)
+        .map_err(|errors| validation_failed("the event is invalid", errors))?;
+    let stored = stored_event(caller.partner_id, event);
+    let id = stored.id;
+    store_events(
+        &state,
+        caller.partner_id,
+        with_fingerprint(key, "/ingest", &bytes),
+        vec![stored],
+        StatusCode::CREATED,
+        json!({ "success": true, "message": "Event ingested successfully", "eventId": id }),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct IntegrationGuideEvent {
+    event_type: String,
+    payload: Value,
+}
+
+/// `POST /ingest-v2` (the original integration guide's form): `{eventType, payload}` →
+/// `201 {"status", "message", "eventId"}`.
+pub async fn post_ingest_v2(
+    State(state): State<AppState>,
+    caller: PartnerCaller,
+    headers: HeaderMap,
+    JsonBytes(bytes): JsonBytes,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let body: IntegrationGuideEvent = parse_json(&bytes)?;
+    let event = one_event(
+        json!({ "event_type": body.event_type, "data": body.payload }),
+        Utc::now(),
+        &state,
+        None,
+    )
+    .map_err(|errors| validation_failed("the event is invalid", errors))?;
+    let stored = stored_event(caller.partner_id, event);
+    let id = stored.id;
+    store_events(
+        &state,
+        caller.partner_id,
+        with_fingerprint(key, "/ingest-v2", &bytes),
+        vec![stored],
+        StatusCode::CREATED,
+        json!({ "status": "success", "message": "Event ingested", "eventId": id }),
+    )
+    .await
+}

@@ -1,0 +1,381 @@
+//! Tenant reads: events, insights, models, usage and logs, each in a transaction scoped to the
+//! caller's account so row-level security decides what exists.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use epai_store::{EventFilter, InsightFilter, InsightRecord, SecurityEvent};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::PartnerCaller;
+use crate::error::ApiError;
+use crate::extract::ApiQuery;
+use crate::observe::ClientInfo;
+
+/// `(timestamp, id)` of the last row of a page, as an opaque `<microseconds>_<uuid>` string.
+fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+    format!("{}_{}", at.timestamp_micros(), id.simple())
+}
+
+fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
+    let invalid = || ApiError::invalid("cursor is not one this API returned");
+    let (micros, id) = cursor.split_once('_').ok_or_else(invalid)?;
+    let at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(invalid)?;
+    Ok((at, Uuid::parse_str(id).map_err(|_| invalid())?))
+}
+
+fn bounded(name: &str, value: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    let value = value.unwrap_or(default);
+    if (1..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::invalid(format!(
+            "{name} must be between 1 and {max}"
+        )))
+    }
+}
+
+fn non_negative(name: &str, value: Option<i64>) -> Result<i64, ApiError> {
+    match value.unwrap_or(0) {
+        v if v >= 0 && v <= i64::from(i32::MAX) => Ok(v),
+        _ => Err(ApiError::invalid(format!("{name} must not be negative"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/events`: newest first, `limit` ≤ 100, `next_cursor` for the following page.
+pub async fn list_events(
+    State(state): State<AppState>,
+    caller: PartnerCaller,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = bounded("limit", query.limit, 50, 100)?;
+    let filter = EventFilter {
+        event_type: query.event_type,
+        since: query.since,
+        until: query.until,
+        before: query.cursor.as_deref().map(decode_cursor).transpose()?,
+        limit,
+    };
+    let events = state
+        .store
+        .as_user(caller.tenant_user()?, async |t| t.events(&filter).await)
+        .await?;
+    let next_cursor = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| encode_cursor(e.occurred_at, e.id)))
+        .flatten();
+    Ok(Json(json!({ "data": events, "next_cursor": next_cursor })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InsightsQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+    cursor: Option<String>,
+    model: Option<String>,
+    since: Option<DateTime<Utc>>,
+}
+
+/// `GET /v1/insights`: newest first, `limit` ≤ 100, by offset or cursor, filter by model/since.
+pub async fn list_insights(
+    State(state): State<AppState>,
+    caller: PartnerCaller,
+    ApiQuery(query): ApiQuery<InsightsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = bounded("limit", query.limit, 20, 100)?;
+    let filter = InsightFilter {
+        model: query.model,
+        since: query.since,
+        before: query.cursor.as_deref().map(decode_cursor).transpose()?,
+        limit,
+        offset: non_negative("offset", query.offset)?,
+    };
+    let (insights, total) = state
+        .store
+        .as_user(caller.tenant_user()?, async |t| t.insights(&filter).await)
+        .await?;
+    let next_cursor = (insights.len() as i64 == limit)
+        .then(|| {
+            insights
+                .last()
+                .and_then(|i| Some(encode_cursor(i.created_at?, i.id)))
+        })
+        .flatten();
+    Ok(Json(
+        json!({ "data": insights, "total": total, "next_cursor": next_cursor }),
+    ))
+}
+
+/// `GET /v1/insights/{id}`: one insight. Another partner's id answers 404, exactly like an id
+/// that does not exist, and is recorded as a security event.
+pub async fn get_insight(
+    State(state): State<AppState>,
+    caller: PartnerCaller,
+    client: Option<axum::Extension<ClientInfo>>,
+    Path(id): Path<String>,
+) -> Result<Json<InsightRecord>, ApiError> {
+    let not_found = || ApiError::not_found("no insight with this id");
+    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let found = state
+        .store
+        .as_user(caller.tenant_user()?, async |t| t.insight(id).await)
+        .await?;
+    if let Some(insight) = found {
+        return Ok(Json(insight));
+    }
+    report_foreign_insight(&state, &caller, client.map(|c| c.0), id).await;
+    Err(not_found())
+}
+
+/// Records a `cross_tenant_access` security event when `id` belongs to another partner.
+pub async fn report_foreign_insight(
+    state: &AppState,
+    caller: &PartnerCaller,
+    client: Option<ClientInfo>,
+    id: Uuid,
+) {
+    let owner = state
+        .store
+        .as_service_role(async |s| s.insight_owner(id).await)
+        .await;
+    if let Ok(Some(owner)) = owner
+        && owner != caller.partner_id
+    {
+        state.activity.security(SecurityEvent {
+            event_type: "cross_tenant_access".into(),
+            partner_id: Some(caller.partner_id),
+            user_id: caller.user_id,
+            ip_address: client.as_ref().and_then(ClientInfo::ip_text),
+            user_agent: client.and_then(|c| c.user_agent),
+            details: json!({ "resource": "insight", "id": id }),
+            created_at: Utc::now(),
+        });
+    }
+}
+
+/// `GET /v1/models`: the catalogue with inputs and outputs in `metadata`.
+pub async fn list_models(
+    State(state): State<AppState>,
+    caller: PartnerCaller,
+) -> Result<Json<Value>, ApiError> {
+    let models = state
+        .store
+        .as_user(caller.tenant_user()?, async |t| t.models().await)
+        .await?;
+    Ok(Json(json!({ "data": models })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    days: Option<i64>,
+}
+
+/// `GET /v1/usage?days=30`: `get_partner_usage_summary`, one row per UTC day.
+pub async fn usage(
+    State(state): State<AppState>,
+    caller: PartnerCaller,
+    ApiQuery(query): ApiQuery<UsageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let days = bounded("days", query.days, 30, 366)? as i32;
+    let summary = state
+        .store
+        .as_user(caller.tenant_user()?, async |t| t.usage_summary(days).await)
+        .await?;
+    let events: i64 = summary.iter().map(|d| i64::from(d.event_count)).sum();
+    let insights: i64 = summary.iter().map(|d| i64::from(d.insight_count)).sum();
+    Ok(Json(json!({
+        "days": days,
+        "data": summary,
+        "total_events": events,
+        "total_insights": insights,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// `GET /v1/logs?limit&offset`: `get_logs_for_partner`, newest first.
+pub async fn logs(
+    State(state): State<AppState>,
+    caller: PartnerCaller,
+    ApiQuery(query): ApiQuery<LogsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = bounded("limit", query.limit, 100, 1000)? as i32;
+    let offset = non_negative("offset", query.offset)? as i32;
+    let logs = state
+        .store
+        .as_user(caller.tenant_user()?, async |t| t.logs(limit, offset).await)
+        .await?;
+    Ok(Json(
+        json!({ "data": logs, "limit": limit, "offset": offset }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginalPage {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// `GET /get-insights` (original path): `{insights: [{id, model_id, content, created_at}],
+/// count, total}` with `limit` 1..100 (default 10) and `offset`.
+pub async fn original_insights(
+    State(state): State<AppState>,
+    caller: PartnerCaller,
+    ApiQuery(query): ApiQuery<OriginalPage>,
+) -> Result<Json<Value>, ApiError> {
+    let filter = InsightFilter {
+        limit: bounded("limit", query.limit, 10, 100)?,
+        offset: non_negative("offset", query.offset)?,
+        ..InsightFilter::default()
+    };
+    let (insights, total) = state
+        .store
+        .as_user(caller.tenant_user()?, async |t| t.insights(&filter).await)
+        .await?;
+    let shaped: Vec<Value> = insights
+        .iter()
+        .map(|i| {
+            json!({
+                "id": i.id,
+                "model_id": i.model_id,
+                "content": {
+                    "title": i.content.get("title"),
+                    "description": i.content.get("description"),
+                    "confidence": i.content.get("confidence"),
+                    "recommendation": i.content.get("recommendation"),
+                },
+                "created_at": i.created_at,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "insights": shaped, "count": shaped.len(), "total": total }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsPage {
+    page: Option<i64>,
+}
+
+const ORIGINAL_MODELS_PER_PAGE: usize = 6;
+
+/// `GET|POST /get-models` (original path): 6 models per 0-based `page`.
+pub async fn original_models(
+    State(state): State<AppState>,
+    caller: PartnerCaller,
+    ApiQuery(query): ApiQuery<ModelsPage>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        crate::extract::parse_json::<ModelsPage>(&body)?.page
+    };
+    let page = from_body.or(query.page).unwrap_or(0);
+    let page = usize::try_from(page).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            crate::ErrorCode::InvalidRequest,
+            "page must not be negative",
+        )
+    })?;
+    let models = state
+        .store
+        .as_user(caller.tenant_user()?, async |t| t.models().await)
+        .await?;
+    let shaped: Vec<Value> = models
+        .iter()
+        .skip(page.saturating_mul(ORIGINAL_MODELS_PER_PAGE))
+        .take(ORIGINAL_MODELS_PER_PAGE)
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "model_name": m.name,
+                "description": m.description,
+                "model_version": m.version,
+                "status": m.status,
+                "metadata": m.metadata,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "models": shaped, "count": shaped.len() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicInsightRequest {
+    insight_id: String,
+}
+
+/// `POST /get-public-insight` (original path): `{"insight": {id, model_id, content, created_at}}`.
+pub async fn original_public_insight(
+    State(state): State<AppState>,
+    caller: PartnerCaller,
+    client: Option<axum::Extension<ClientInfo>>,
+    crate::extract::ApiJson(request): crate::extract::ApiJson<PublicInsightRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || ApiError::not_found("no insight with this id");
+    let id = Uuid::parse_str(&request.insight_id).map_err(|_| not_found())?;
+    let found = state
+        .store
+        .as_user(caller.tenant_user()?, async |t| t.insight(id).await)
+        .await?;
+    match found {
+        Some(i) => Ok(Json(json!({
+            "insight": {"id": i.id, "model_id": i.model_id, "content": i.content, "created_at": i.created_at}
+        }))),
+        None => {
+            report_foreign_insight(&state, &caller, client.map(|c| c.0), id).await;
+            Err(not_found())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap();
+        let id = Uuid::now_v7();
+        assert_eq!(decode_cursor(&encode_cursor(at, id)).unwrap(), (at, id));
+        for garbage in [
+            "",
+            "x",
+            "1_2",
+            "abc_00000000000000000000000000000000",
+            "' OR 1=1 --",
+        ] {
+            assert!(decode_cursor(garbage).is_err(), "{garbage}");
+        }
+    }
+}

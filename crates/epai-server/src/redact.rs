@@ -1,0 +1,118 @@
+//! Masking of secrets and capping of bodies before they are written to `logs`.
+
+use serde_json::{Map, Value, json};
+
+const MASK: &str = "[redacted]";
+
+/// Field names whose values are secrets, whatever they hold.
+fn is_secret_field(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "api-key",
+        "authorization",
+        "cookie",
+        "refresh",
+        "credential",
+    ]
+    .iter()
+    .any(|needle| name.contains(needle))
+}
+
+/// Strings that look like credentials wherever they appear: API keys and JWTs.
+fn looks_like_secret(text: &str) -> bool {
+    text.contains("epai_") || text.split_whitespace().any(looks_like_jwt)
+}
+
+fn looks_like_jwt(word: &str) -> bool {
+    let parts: Vec<&str> = word.split('.').collect();
+    parts.len() == 3
+        && parts[0].starts_with("eyJ")
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// A copy of `value` with secret fields and secret-looking strings masked.
+pub fn mask(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let masked = if is_secret_field(k) && !v.is_null() {
+                        Value::String(MASK.into())
+                    } else {
+                        mask(v)
+                    };
+                    (k.clone(), masked)
+                })
+                .collect::<Map<_, _>>(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(mask).collect()),
+        Value::String(s) if looks_like_secret(s) => Value::String(MASK.into()),
+        other => other.clone(),
+    }
+}
+
+/// What of a body goes into the log: masked JSON when it is JSON, else a masked text preview;
+/// anything larger than `cap` bytes is replaced by a note of its size.
+pub fn loggable_body(bytes: &[u8], cap: usize) -> Option<Value> {
+    if bytes.is_empty() {
+        return None;
+    }
+    if bytes.len() > cap {
+        return Some(json!({ "truncated": true, "bytes": bytes.len() }));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(value) => Some(mask(&value)),
+        Err(_) => {
+            let text = String::from_utf8_lossy(bytes).replace('\0', "");
+            let preview = if looks_like_secret(&text) {
+                MASK.to_owned()
+            } else {
+                text
+            };
+            Some(json!({ "unparsed": preview }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_fields_and_credential_strings_are_masked() {
+        let masked = mask(&json!({
+            "email": "a@b.c",
+            "password": "hunter2",
+            "nested": {"refresh_token": "abc", "note": "key epai_abcdefghijklmnopqrstuvwxyz012345"},
+            "list": ["eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", "plain"],
+        }));
+        let text = masked.to_string();
+        for secret in ["hunter2", "epai_abc", "eyJhbGci", "\"abc\""] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert_eq!(masked["email"], "a@b.c");
+        assert_eq!(masked["list"][1], "plain");
+    }
+
+    #[test]
+    fn large_bodies_are_summarised_and_text_is_kept_as_text() {
+        assert_eq!(
+            loggable_body(&[b'x'; 100], 10),
+            Some(json!({"truncated": true, "bytes": 100}))
+        );
+        assert_eq!(
+            loggable_body(b"not json", 100),
+            Some(json!({"unparsed": "not json"}))
+        );
+        assert_eq!(loggable_body(b"", 100), None);
+    }
+}

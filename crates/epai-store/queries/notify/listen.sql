@@ -1,0 +1,1 @@
+LISTEN epai_api_key_changed

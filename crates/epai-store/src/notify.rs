@@ -1,0 +1,89 @@
+//! PostgreSQL notifications that servers react to, over one dedicated connection that
+//! reconnects by itself.
+
+use std::time::Duration;
+
+use epai_domain::PartnerId;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::connect::Store;
+use crate::queries::named_query;
+
+/// Sent (by a trigger) whenever a partner's API key row changes or disappears.
+pub const API_KEY_CHANGED: &str = "epai_api_key_changed";
+
+/// Something that happened in the database that a server caches or streams.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notification {
+    ApiKeyChanged(PartnerId),
+    /// The listening connection was (re)established: anything cached may have changed while
+    /// it was down.
+    Resubscribed,
+}
+
+impl Store {
+    /// Listens for notifications until `sink` is closed. Runs as a background task; connection
+    /// failures are retried with backoff, announced by `Notification::Resubscribed`.
+    pub async fn listen(&self, sink: mpsc::Sender<Notification>) {
+        let mut backoff = Duration::from_millis(200);
+        while !sink.is_closed() {
+            match self.listen_once(&sink).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "notification listener disconnected");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn listen_once(
+        &self,
+        sink: &mpsc::Sender<Notification>,
+    ) -> Result<(), tokio_postgres::Error> {
+        let (client, mut connection) = self.target.app_config().connect(NoTls).await?;
+        let (messages_tx, mut messages) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(message)) => {
+                        if messages_tx.send(Ok(message)).is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = messages_tx.send(Err(e));
+                        return;
+                    }
+                    None => return,
+                }
+            }
+        });
+        client.batch_execute(named_query!("notify/listen")).await?;
+        if sink.send(Notification::Resubscribed).await.is_err() {
+            return Ok(());
+        }
+        let outcome = loop {
+            tokio::select! {
+                message = messages.recv() => match message {
+                    Some(Ok(AsyncMessage::Notification(n))) if n.channel() == API_KEY_CHANGED => {
+                        if let Ok(partner) = n.payload().parse::<PartnerId>()
+                            && sink.send(Notification::ApiKeyChanged(partner)).await.is_err()
+                        {
+                            break Ok(());
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break Err(e),
+                    None => break Ok(()),
+                },
+                () = sink.closed() => break Ok(()),
+            }
+        };
+        drop(client);
+        driver.abort();
+        outcome
+    }
+}
