@@ -6,6 +6,7 @@
 
 mod error;
 mod health;
+pub mod rate_limit;
 
 use std::future::Future;
 use std::net::SocketAddr;

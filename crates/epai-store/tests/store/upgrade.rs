@@ -52,7 +52,11 @@ async fn a_seed_database_upgrades_in_place_and_keeps_its_rows() {
         .run_with_cluster_lock(epai_store::migrate(db.target()))
         .await
         .expect("migrations apply over the seed schema");
-    assert_eq!(applied.len() as i32, epai_store::latest_migration_version());
+    assert_eq!(
+        applied.last().copied(),
+        Some(epai_store::latest_migration_version()),
+        "every migration applied: {applied:?}"
+    );
     assert_eq!(
         count_all(&admin).await,
         before,
