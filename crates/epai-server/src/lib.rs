@@ -10,6 +10,7 @@ mod extract;
 mod health;
 mod ingest;
 mod observe;
+pub mod rate_limit;
 mod reads;
 mod redact;
 

@@ -127,6 +127,27 @@ impl ServiceRole<'_> {
         Ok(PartnerRecord::from_row(&row))
     }
 
+    /// Sets the partner's API key quota in requests per minute (0 = unlimited), or with `None`
+    /// returns it to the server's default; `NotFound` for an unknown partner.
+    pub async fn set_rate_limit(
+        &self,
+        partner: PartnerId,
+        per_minute: Option<u32>,
+    ) -> Result<PartnerRecord, StoreError> {
+        let per_minute = per_minute.map(i32::try_from).transpose().map_err(|_| {
+            StoreError::Invalid(format!("a rate limit must be at most {}", i32::MAX))
+        })?;
+        let row = self
+            .tx
+            .query_opt(
+                named_query!("partners/set_rate_limit"),
+                &[&partner.as_uuid(), &per_minute],
+            )
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no partner {partner}")))?;
+        Ok(PartnerRecord::from_row(&row))
+    }
+
     /// Stores events (of any partners) in a single statement.
     pub async fn insert_events(&self, events: &[NewEvent]) -> Result<u64, StoreError> {
         let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();

@@ -48,6 +48,9 @@ pub struct PartnerRecord {
     pub email: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
+    /// Requests per minute allowed to this partner's API key; `None` means the server's default,
+    /// 0 means unlimited.
+    pub rate_limit_per_minute: Option<i32>,
 }
 
 impl PartnerRecord {
@@ -59,6 +62,7 @@ impl PartnerRecord {
             email: row.get("email"),
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
+            rate_limit_per_minute: row.get("rate_limit_per_minute"),
         }
     }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Args;
 use epai_domain::EventLimits;
 use epai_server::ServerSettings;
+use epai_server::rate_limit::{self, Quota, RateLimitSettings};
 use epai_store::{IngestOptions, KeyPolicy, StoreOptions};
 
 /// Settings shared by every command; each flag also reads an environment variable.
@@ -50,6 +51,30 @@ pub struct GlobalArgs {
     )]
     pub api_key_grace_seconds: u64,
 
+    /// Requests per minute each API key may make (0 = unlimited); `epai partner limits` sets
+    /// another quota for one partner.
+    #[arg(
+        long,
+        env = "EPAI_RATE_LIMIT_PER_KEY",
+        default_value_t = rate_limit::DEFAULT_PER_KEY,
+        global = true
+    )]
+    pub rate_limit_per_key: u32,
+
+    /// Requests per minute from one client IP without a valid credential (0 = unlimited).
+    #[arg(
+        long,
+        env = "EPAI_RATE_LIMIT_PER_IP",
+        default_value_t = rate_limit::DEFAULT_PER_IP,
+        global = true
+    )]
+    pub rate_limit_per_ip: u32,
+
+    /// Redis server holding the rate-limit state, so that replicas share one budget per key and
+    /// IP, e.g. redis://redis.internal:6379. Without it each process counts on its own.
+    #[arg(long, env = "EPAI_REDIS_URL", global = true, hide_env_values = true)]
+    pub redis_url: Option<String>,
+
     /// Log filter, e.g. "info" or "epai_server=debug,info".
     #[arg(long, env = "EPAI_LOG", default_value = "info", global = true)]
     pub log: String,
@@ -64,6 +89,14 @@ impl GlobalArgs {
                 rotation_grace: Duration::from_secs(self.api_key_grace_seconds),
             },
             ..StoreOptions::default()
+        }
+    }
+
+    pub fn rate_limit_settings(&self) -> RateLimitSettings {
+        RateLimitSettings {
+            per_key: Quota::per_minute(self.rate_limit_per_key),
+            per_ip: Quota::per_minute(self.rate_limit_per_ip),
+            redis_url: self.redis_url.clone(),
         }
     }
 }

@@ -62,6 +62,42 @@ enum PartnerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show a partner's API request quota, or set it with --per-minute or --default.
+    Limits {
+        /// Partner id (UUID) or the partner's email.
+        #[arg(long)]
+        partner: String,
+        /// Requests per minute this partner's API key may make; 0 turns the limit off.
+        #[arg(
+            long,
+            value_name = "N",
+            value_parser = parse_per_minute,
+            allow_negative_numbers = true,
+            conflicts_with = "default"
+        )]
+        per_minute: Option<u32>,
+        /// Return the partner to the server-wide quota (EPAI_RATE_LIMIT_PER_KEY).
+        #[arg(long)]
+        default: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A quota as the `partners` table can hold it: 0 to `i32::MAX` requests per minute.
+fn parse_per_minute(text: &str) -> Result<u32, String> {
+    let value: i64 = text
+        .trim()
+        .parse()
+        .map_err(|_| "expected a whole number of requests per minute".to_owned())?;
+    if value < 0 {
+        return Err("must be 0 or more (0 turns the limit off)".to_owned());
+    }
+    u32::try_from(value)
+        .ok()
+        .filter(|&n| i32::try_from(n).is_ok())
+        .ok_or_else(|| format!("must be at most {}", i32::MAX))
 }
 
 #[derive(Subcommand, Debug)]
@@ -126,6 +162,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             let issued = issue_key(&store, partner.require_user()?).await?;
             print_key(json, "partner created", &partner, &issued)?;
+            db.close().await
+        }
+        Command::Partner(PartnerCommand::Limits {
+            partner,
+            per_minute,
+            default,
+            json,
+        }) => {
+            let db = database::open_migrated(&global).await?;
+            let store = db.store(&global)?;
+            // `Some(None)` returns the partner to the default; `None` only shows the setting.
+            let change = (per_minute.is_some() || default).then_some(per_minute);
+            let partner = store
+                .as_service_role(async |service| {
+                    let found = service.find_partner(&partner).await?;
+                    match change {
+                        Some(per_minute) => service.set_rate_limit(found.id, per_minute).await,
+                        None => Ok(found),
+                    }
+                })
+                .await?;
+            let headline = if change.is_some() {
+                "rate limit updated"
+            } else {
+                "rate limit"
+            };
+            print_limits(json, headline, &partner, &global.rate_limit_settings())?;
             db.close().await
         }
         Command::Key(KeyCommand::Rotate { partner, json }) => {
@@ -212,6 +275,46 @@ fn print_key(
             out,
             "  The key is shown only now; EPAI stores just its SHA-256 hash."
         )?;
+    }
+    Ok(())
+}
+
+fn print_limits(
+    json: bool,
+    headline: &str,
+    partner: &epai_store::PartnerRecord,
+    settings: &epai_server::rate_limit::RateLimitSettings,
+) -> anyhow::Result<()> {
+    let effective = settings.key_quota(partner.rate_limit_per_minute);
+    let overridden = partner.rate_limit_per_minute.is_some();
+    let source = if overridden { "partner" } else { "default" };
+    let mut out = std::io::stdout().lock();
+    if json {
+        let value = serde_json::json!({
+            "partner_id": partner.id,
+            "email": partner.email,
+            "rate_limit_per_minute": partner.rate_limit_per_minute,
+            "effective_per_minute": effective.per_minute,
+            "source": source,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(out, "{headline}")?;
+        writeln!(out, "  partner id: {}", partner.id)?;
+        if let Some(email) = &partner.email {
+            writeln!(out, "  email:      {email}")?;
+        }
+        let quota = if effective.is_off() {
+            "unlimited".to_owned()
+        } else {
+            format!("{} requests/minute per API key", effective.per_minute)
+        };
+        let origin = if overridden {
+            "set for this partner"
+        } else {
+            "server default, EPAI_RATE_LIMIT_PER_KEY"
+        };
+        writeln!(out, "  quota:      {quota} ({origin})")?;
     }
     Ok(())
 }

@@ -17,6 +17,9 @@ fn epai() -> Command {
         "EPAI_LISTEN",
         "EPAI_PG_BINDIR",
         "EPAI_PG_USER",
+        "EPAI_RATE_LIMIT_PER_KEY",
+        "EPAI_RATE_LIMIT_PER_IP",
+        "EPAI_REDIS_URL",
     ] {
         command.env_remove(var);
     }
@@ -55,6 +58,7 @@ fn version_and_help_for_every_command() {
         vec!["migrate", "--help"],
         vec!["partner", "--help"],
         vec!["partner", "create", "--help"],
+        vec!["partner", "limits", "--help"],
         vec!["key", "--help"],
         vec!["key", "rotate", "--help"],
         vec!["demo", "--help"],
@@ -148,6 +152,89 @@ async fn partner_create_and_key_rotate_against_database_url() {
     ]));
     assert!(!bad_email.status.success());
     assert!(String::from_utf8_lossy(&bad_email.stderr).contains("--email"));
+}
+
+fn stderr_of_failure(output: &Output) -> String {
+    assert!(!output.status.success(), "epai should have failed");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn partner_limits_shows_sets_and_clears_a_partners_quota() {
+    let db = TestDatabase::migrated().await;
+    let limits = |args: &[&str]| {
+        let mut command = epai();
+        command
+            .env("DATABASE_URL", db.url())
+            .args(["partner", "limits", "--partner", "ops@quota.test"])
+            .args(args);
+        run(&mut command)
+    };
+    let created = json(&run(epai().env("DATABASE_URL", db.url()).args([
+        "partner",
+        "create",
+        "--name",
+        "Quota Co",
+        "--email",
+        "ops@quota.test",
+        "--json",
+    ])));
+    let stored = async || -> Option<i32> {
+        db.admin()
+            .await
+            .query_one("SELECT rate_limit_per_minute FROM partners", &[])
+            .await
+            .unwrap()
+            .get(0)
+    };
+
+    let shown = json(&limits(&["--json"]));
+    assert_eq!(shown["partner_id"], created["partner_id"]);
+    assert_eq!(shown["rate_limit_per_minute"], serde_json::Value::Null);
+    assert_eq!(shown["effective_per_minute"], 120);
+    assert_eq!(shown["source"], "default");
+
+    let set = json(&limits(&["--per-minute", "600", "--json"]));
+    assert_eq!(set["rate_limit_per_minute"], 600);
+    assert_eq!(set["effective_per_minute"], 600);
+    assert_eq!(set["source"], "partner");
+    assert_eq!(stored().await, Some(600));
+
+    let text = stdout(&limits(&["--per-minute", "0"]));
+    assert!(text.contains("unlimited (set for this partner)"), "{text}");
+    assert_eq!(stored().await, Some(0));
+
+    let cleared = json(&limits(&["--default", "--json"]));
+    assert_eq!(cleared["rate_limit_per_minute"], serde_json::Value::Null);
+    assert_eq!(cleared["source"], "default");
+    assert_eq!(stored().await, None);
+
+    let configured = json(&run(epai()
+        .env("DATABASE_URL", db.url())
+        .env("EPAI_RATE_LIMIT_PER_KEY", "45")
+        .args(["partner", "limits", "--partner", "ops@quota.test", "--json"])));
+    assert_eq!(configured["effective_per_minute"], 45);
+
+    let negative = stderr_of_failure(&limits(&["--per-minute", "-5"]));
+    assert!(negative.contains("must be 0 or more"), "{negative}");
+    let not_a_number = stderr_of_failure(&limits(&["--per-minute", "lots"]));
+    assert!(not_a_number.contains("whole number"), "{not_a_number}");
+    let both = stderr_of_failure(&limits(&["--per-minute", "5", "--default"]));
+    assert!(both.contains("cannot be used with"), "{both}");
+    assert_eq!(stored().await, None, "refused commands changed nothing");
+
+    let unknown = stderr_of_failure(&run(epai().env("DATABASE_URL", db.url()).args([
+        "partner",
+        "limits",
+        "--partner",
+        "nobody@quota.test",
+        "--per-minute",
+        "10",
+    ])));
+    assert!(
+        unknown.contains("no partner nobody@quota.test"),
+        "{unknown}"
+    );
 }
 
 #[tokio::test]

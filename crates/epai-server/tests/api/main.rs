@@ -4,4 +4,5 @@ mod bad_input;
 mod health;
 mod helpers;
 mod ingest;
+mod rate_limit;
 mod reads;

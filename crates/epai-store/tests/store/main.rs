@@ -4,6 +4,7 @@
 mod embedded;
 mod functions;
 mod isolation;
+mod rate_limits;
 mod seed_bugs;
 mod support;
 mod upgrade;
