@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::{ApiError, ErrorCode};
 use crate::observe::ClientInfo;
+use crate::rate_limit::{Decision, Subject};
 
 /// A verified API key: who it is for, and until when it is valid.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +28,7 @@ pub struct VerifiedKey {
     /// End of validity: the key's expiry, or the end of the rotation grace period.
     pub valid_until: Option<DateTime<Utc>>,
     pub is_current: bool,
+    pub rate_limit_per_minute: Option<i32>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -139,6 +141,7 @@ fn verified_from(stored: StoredKey) -> VerifiedKey {
         user_id: stored.user_id,
         valid_until,
         is_current: stored.is_current,
+        rate_limit_per_minute: stored.rate_limit_per_minute,
     }
 }
 
@@ -200,17 +203,27 @@ impl FromRequestParts<AppState> for PartnerCaller {
                 "send your API key in the apikey header",
             ));
         };
-        let reject = |event: &str, partner: Option<PartnerId>, error: ApiError| {
+        let record = |event: &str, partner: Option<PartnerId>, details: serde_json::Value| {
             state.activity.security(SecurityEvent {
                 event_type: event.to_owned(),
                 partner_id: partner,
                 user_id: None,
                 ip_address: client.as_ref().and_then(ClientInfo::ip_text),
                 user_agent: client.as_ref().and_then(|c| c.user_agent.clone()),
-                details: json!({ "key_prefix": shown_prefix(raw) }),
+                details,
                 created_at: Utc::now(),
             });
-            error
+        };
+        // Rejected credentials count against the client's IP, never against the key's quota.
+        let reject = async |event: &str, partner: Option<PartnerId>, error: ApiError| {
+            record(event, partner, json!({ "key_prefix": shown_prefix(raw) }));
+            match &client {
+                Some(client) => match limit_ip(state, client).await {
+                    Ok(()) => error,
+                    Err(limited) => limited,
+                },
+                None => error,
+            }
         };
         let invalid = || {
             ApiError::new(
@@ -220,14 +233,31 @@ impl FromRequestParts<AppState> for PartnerCaller {
             )
         };
         let Ok(key) = ApiKey::parse(raw) else {
-            return Err(reject("invalid_api_key", None, invalid()));
+            return Err(reject("invalid_api_key", None, invalid()).await);
         };
         let now = Utc::now();
         match state.keys.verify(&state.store, &key, now).await {
             Ok(verified) => {
                 state.keys.record_use(verified.key_id, now);
+                let quota = state
+                    .settings
+                    .rate_limits
+                    .key_quota(verified.rate_limit_per_minute);
+                let decision = state
+                    .limiter
+                    .check(&Subject::Key(verified.partner_id.to_string()), quota)
+                    .await;
                 if let Some(client) = &client {
                     let _ = client.partner.set(verified.partner_id);
+                    client.note_rate_limit(decision.clone());
+                }
+                if !decision.allowed {
+                    record(
+                        "rate_limited",
+                        Some(verified.partner_id),
+                        json!({ "policy": "key", "limit": decision.limit }),
+                    );
+                    return Err(rate_limited(&decision));
                 }
                 Ok(PartnerCaller {
                     partner_id: verified.partner_id,
@@ -235,7 +265,7 @@ impl FromRequestParts<AppState> for PartnerCaller {
                 })
             }
             Err(ApiErrorOrRejection::Rejected(KeyRejection::Unknown)) => {
-                Err(reject("invalid_api_key", None, invalid()))
+                Err(reject("invalid_api_key", None, invalid()).await)
             }
             Err(ApiErrorOrRejection::Rejected(KeyRejection::Expired { partner_id })) => {
                 Err(reject(
@@ -246,11 +276,52 @@ impl FromRequestParts<AppState> for PartnerCaller {
                         ErrorCode::ExpiredApiKey,
                         "this API key has expired; create a new one in the portal",
                     ),
-                ))
+                )
+                .await)
             }
             Err(ApiErrorOrRejection::Store(e)) => Err(e.into()),
         }
     }
+}
+
+/// Counts one request against the client's IP quota; `Err` with the 429 when it is spent.
+pub async fn limit_ip(state: &AppState, client: &ClientInfo) -> Result<(), ApiError> {
+    let Some(ip) = client.ip else {
+        return Ok(());
+    };
+    let decision = state
+        .limiter
+        .check(&Subject::Ip(ip), state.settings.rate_limits.per_ip)
+        .await;
+    client.note_rate_limit(decision.clone());
+    if decision.allowed {
+        return Ok(());
+    }
+    state.activity.security(SecurityEvent {
+        event_type: "rate_limited".into(),
+        partner_id: None,
+        user_id: None,
+        ip_address: Some(ip.to_string()),
+        user_agent: client.user_agent.clone(),
+        details: json!({ "policy": "ip", "limit": decision.limit }),
+        created_at: Utc::now(),
+    });
+    Err(rate_limited(&decision))
+}
+
+fn rate_limited(decision: &Decision) -> ApiError {
+    let mut error = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimitExceeded,
+        format!(
+            "rate limit of {} requests per minute exceeded; retry later",
+            decision.limit
+        ),
+    );
+    error.retry_after_seconds = decision
+        .retry_after
+        .map(|wait| wait.as_secs_f64().ceil().max(1.0) as u64);
+    error
 }
 
 /// At most the non-secret display prefix of whatever was presented, for security events.
@@ -294,6 +365,7 @@ mod tests {
             expires_at: Some(now + chrono::Duration::days(90)),
             is_current: false,
             previous_key_expires_at: Some(now + chrono::Duration::hours(1)),
+            rate_limit_per_minute: None,
         };
         assert_eq!(
             verified_from(stored.clone()).valid_until,

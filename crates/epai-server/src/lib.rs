@@ -34,6 +34,7 @@ use tower_http::trace::TraceLayer;
 pub use auth::KeyVerifier;
 pub use error::{ApiError, ErrorCode};
 pub use observe::ClientInfo;
+use rate_limit::{Quota, RateLimitError, RateLimitSettings, RateLimiter};
 
 /// Limits and knobs of the HTTP layer.
 #[derive(Clone, Debug)]
@@ -53,6 +54,7 @@ pub struct ServerSettings {
     pub idempotency_ttl: Duration,
     /// How often coalesced `last_used_at` updates are written.
     pub key_use_flush_interval: Duration,
+    pub rate_limits: RateLimitSettings,
 }
 
 impl Default for ServerSettings {
@@ -67,6 +69,11 @@ impl Default for ServerSettings {
             ingest: IngestOptions::default(),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             key_use_flush_interval: Duration::from_secs(5),
+            rate_limits: RateLimitSettings {
+                per_key: Quota::per_minute(rate_limit::DEFAULT_PER_KEY),
+                per_ip: Quota::per_minute(rate_limit::DEFAULT_PER_IP),
+                redis_url: None,
+            },
         }
     }
 }
@@ -78,6 +85,7 @@ pub struct AppState {
     pub ingest: IngestWriter,
     pub activity: ActivityRecorder,
     pub keys: Arc<KeyVerifier>,
+    pub limiter: RateLimiter,
     pub settings: Arc<ServerSettings>,
 }
 
@@ -91,8 +99,22 @@ pub struct Background {
     listener: JoinHandle<()>,
 }
 
-/// Starts the background tasks and returns the state handlers share.
-pub fn start(store: Store, settings: ServerSettings) -> (AppState, Background) {
+/// Starts the background tasks and returns the state handlers share. Fails only on a malformed
+/// rate-limit configuration (the Redis URL).
+pub fn start(
+    store: Store,
+    settings: ServerSettings,
+) -> Result<(AppState, Background), RateLimitError> {
+    let limiter = settings.rate_limits.limiter()?;
+    Ok(start_with_limiter(store, settings, limiter))
+}
+
+/// [`start`] with a given limiter (tests use one on a manual clock).
+pub fn start_with_limiter(
+    store: Store,
+    settings: ServerSettings,
+    limiter: RateLimiter,
+) -> (AppState, Background) {
     let settings = Arc::new(settings);
     let (ingest, ingest_writers) = IngestWriter::start(store.clone(), settings.ingest);
     let (activity, activity_writer) = ActivityRecorder::start(store.clone());
@@ -120,6 +142,7 @@ pub fn start(store: Store, settings: ServerSettings) -> (AppState, Background) {
         ingest,
         activity,
         keys,
+        limiter,
         settings,
     };
     let background = Background {

@@ -2,7 +2,7 @@
 //! security headers, and the request log written to `logs` after every request.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use axum::body::{Body, to_bytes};
@@ -13,8 +13,10 @@ use axum::response::{IntoResponse, Response};
 use epai_domain::PartnerId;
 use epai_store::RequestLog;
 
+use crate::auth::limit_ip;
 use crate::error::{ApiError, ErrorCode};
 use crate::extract::too_large;
+use crate::rate_limit::Decision;
 use crate::{AppState, redact};
 
 /// The caller as the network sees it; available to every handler and extractor.
@@ -24,9 +26,21 @@ pub struct ClientInfo {
     pub user_agent: Option<String>,
     /// Filled in by the credential extractors so the request log names the partner.
     pub partner: Arc<OnceLock<PartnerId>>,
+    /// The last rate-limit decision about this request, reported in the response headers.
+    rate_limit: Arc<Mutex<Option<Decision>>>,
 }
 
 impl ClientInfo {
+    pub fn note_rate_limit(&self, decision: Decision) {
+        if let Ok(mut slot) = self.rate_limit.lock() {
+            *slot = Some(decision);
+        }
+    }
+
+    fn rate_limit(&self) -> Option<Decision> {
+        self.rate_limit.lock().ok().and_then(|slot| slot.clone())
+    }
+
     pub fn ip_text(&self) -> Option<String> {
         self.ip.map(|ip| ip.to_string())
     }
@@ -52,7 +66,9 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(512).collect()),
         partner: Arc::new(OnceLock::new()),
+        rate_limit: Arc::new(Mutex::new(None)),
     };
+    let anonymous = !has_credentials(request.headers());
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
     let (mut parts, body) = request.into_parts();
@@ -60,6 +76,13 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
 
     let (response, request_bytes) = match to_bytes(body, settings.max_body_bytes).await {
         Err(_) => (too_large().into_response(), None),
+        Ok(bytes)
+            if anonymous
+                && !is_probe(&path)
+                && let Err(limited) = limit_ip(&state, &client).await =>
+        {
+            (limited.into_response(), Some(bytes))
+        }
         Ok(bytes) => {
             let request = Request::from_parts(parts, Body::from(bytes.clone()));
             let response =
@@ -80,6 +103,9 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     };
     let mut response = response;
     secure_headers(response.headers_mut());
+    if let Some(decision) = client.rate_limit() {
+        decision.write_headers(response.headers_mut());
+    }
 
     if is_probe(&path) {
         return response;
@@ -104,6 +130,17 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         created_at: chrono::Utc::now(),
     });
     response
+}
+
+/// Whether the request carries any credential (checked and limited by the extractors).
+fn has_credentials(headers: &HeaderMap) -> bool {
+    ["apikey", "x-api-key", "authorization"]
+        .iter()
+        .any(|name| headers.contains_key(*name))
+        || headers
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.contains("epai_session="))
 }
 
 /// The socket's peer, or — when the peer is a trusted proxy — the last address in

@@ -27,9 +27,27 @@ BEGIN
 END;
 $$;
 
+CREATE OR REPLACE FUNCTION public.notify_partner_change() RETURNS trigger
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog
+  AS $$
+BEGIN
+  PERFORM pg_notify('epai_api_key_changed', NEW.id::text);
+  RETURN NULL;
+END;
+$$;
+
 DROP TRIGGER IF EXISTS api_keys_notify_change ON api_keys;
 CREATE TRIGGER api_keys_notify_change AFTER UPDATE OR DELETE ON api_keys
   FOR EACH ROW EXECUTE FUNCTION public.notify_api_key_change();
+
+-- A changed quota is part of what servers cache with a partner's keys.
+DROP TRIGGER IF EXISTS partners_notify_rate_limit_change ON partners;
+CREATE TRIGGER partners_notify_rate_limit_change
+  AFTER UPDATE OF rate_limit_per_minute ON partners
+  FOR EACH ROW
+  WHEN (OLD.rate_limit_per_minute IS DISTINCT FROM NEW.rate_limit_per_minute)
+  EXECUTE FUNCTION public.notify_partner_change();
 
 -- Event listing: newest first per partner, with or without a type filter.
 CREATE INDEX IF NOT EXISTS ingestion_events_partner_occurred_idx

@@ -73,6 +73,8 @@ pub struct StoredKey {
     /// `false` when the hash matched the previous key of a rotation.
     pub is_current: bool,
     pub previous_key_expires_at: Option<DateTime<Utc>>,
+    /// The partner's own requests-per-minute quota, when it has one.
+    pub rate_limit_per_minute: Option<i32>,
 }
 
 /// The outcome of claiming an idempotency key.
@@ -191,6 +193,7 @@ impl ServiceRole<'_> {
             expires_at: row.get("expires_at"),
             is_current: row.get("is_current"),
             previous_key_expires_at: row.get("previous_key_expires_at"),
+            rate_limit_per_minute: row.get("rate_limit_per_minute"),
         }))
     }
 

@@ -338,7 +338,10 @@ async fn serve(global: &GlobalArgs, args: &config::ServeArgs) -> anyhow::Result<
         "EPAI is serving on http://{address}  (database: {})",
         db.describe()
     );
-    let (state, background) = epai_server::start(store, args.server_settings());
+    let mut settings = args.server_settings();
+    settings.rate_limits = global.rate_limit_settings();
+    let (state, background) = epai_server::start(store, settings)
+        .context("invalid rate-limit configuration (EPAI_REDIS_URL)")?;
     epai_server::serve_with_listener(state, listener, config::shutdown_signal()).await?;
     tracing::info!("no longer accepting requests; storing what was accepted");
     background.shutdown().await;

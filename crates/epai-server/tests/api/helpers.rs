@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 
 use epai_server::ServerSettings;
+use epai_server::rate_limit::RateLimiter;
 use epai_store::testing::TestDatabase;
 use tokio::sync::oneshot;
 
@@ -23,9 +24,18 @@ impl TestApp {
     }
 
     pub async fn spawn_with(db: TestDatabase, settings: ServerSettings) -> Self {
+        let limiter = settings.rate_limits.limiter().unwrap();
+        Self::spawn_with_limiter(db, settings, limiter).await
+    }
+
+    pub async fn spawn_with_limiter(
+        db: TestDatabase,
+        settings: ServerSettings,
+        limiter: RateLimiter,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let (state, background) = epai_server::start(db.store(), settings);
+        let (state, background) = epai_server::start_with_limiter(db.store(), settings, limiter);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             epai_server::serve_with_listener(state, listener, async move {

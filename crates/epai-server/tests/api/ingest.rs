@@ -339,7 +339,13 @@ async fn the_original_ingest_paths_keep_their_shapes() {
 
 #[tokio::test]
 async fn shutdown_loses_no_acknowledged_event_and_records_key_use() {
-    let mut app = TestApp::spawn().await;
+    let mut settings = epai_server::ServerSettings::default();
+    settings.rate_limits.per_key = epai_server::rate_limit::Quota::OFF;
+    let mut app = TestApp::spawn_with(
+        epai_store::testing::TestDatabase::migrated().await,
+        settings,
+    )
+    .await;
     let acme = app.partner("Acme").await;
     let requests: Vec<_> = (0..200)
         .map(|i| {

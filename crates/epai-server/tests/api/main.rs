@@ -5,4 +5,5 @@ mod health;
 mod helpers;
 mod ingest;
 mod rate_limit;
+mod rate_limited_requests;
 mod reads;
