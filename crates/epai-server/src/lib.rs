@@ -9,6 +9,7 @@ mod error;
 mod extract;
 mod health;
 mod ingest;
+mod metrics;
 mod observe;
 pub mod rate_limit;
 mod reads;
@@ -115,6 +116,7 @@ pub fn start_with_limiter(
     settings: ServerSettings,
     limiter: RateLimiter,
 ) -> (AppState, Background) {
+    metrics::handle();
     let settings = Arc::new(settings);
     let (ingest, ingest_writers) = IngestWriter::start(store.clone(), settings.ingest);
     let (activity, activity_writer) = ActivityRecorder::start(store.clone());
@@ -254,6 +256,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/metrics", get(metrics::render))
         .merge(ingest_single)
         .merge(api)
         .fallback(error::not_found)

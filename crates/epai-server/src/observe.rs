@@ -71,6 +71,11 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     let anonymous = !has_credentials(request.headers());
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
+    // Layers on the router run after routing, so the route template is known here.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "(unmatched)".to_owned(), |m| m.as_str().to_owned());
     let (mut parts, body) = request.into_parts();
     parts.extensions.insert(client.clone());
 
@@ -110,14 +115,16 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     if is_probe(&path) {
         return response;
     }
-    let endpoint = response
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(path.clone(), |m| m.as_str().to_owned());
+    // Metrics are labelled by route template (bounded cardinality), logs keep the real path.
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("epai_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("epai_http_request_duration_seconds", "route" => route, "method" => method.clone())
+        .record(started.elapsed().as_secs_f64());
     let (response, response_body) = capture_json_body(response, settings.log_body_bytes).await;
     state.activity.request(RequestLog {
         partner_id: client.partner.get().copied(),
-        endpoint: endpoint.chars().take(512).collect(),
+        endpoint: path.chars().take(512).collect(),
         method,
         status: i32::from(response.status().as_u16()),
         duration_ms: i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX),

@@ -80,6 +80,7 @@ impl ActivityRecorder {
 
     fn enqueue(&self, activity: Activity) {
         if self.queue.try_send(activity).is_err() {
+            metrics::counter!("epai_activity_dropped_total").increment(1);
             tracing::warn!("activity queue full or closed: a log record was dropped");
         }
     }

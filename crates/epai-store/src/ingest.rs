@@ -116,6 +116,8 @@ async fn commit(store: &Store, batch: Vec<Job>) {
         .iter()
         .flat_map(|j| j.events.iter().cloned())
         .collect();
+    metrics::histogram!("epai_ingest_commit_rows").record(events.len() as f64);
+    metrics::histogram!("epai_ingest_commit_requests").record(batch.len() as f64);
     match insert(store, &events).await {
         Ok(()) => {
             for job in batch {

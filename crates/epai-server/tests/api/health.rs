@@ -62,3 +62,51 @@ async fn unknown_routes_and_methods_answer_in_problem_json() {
     let response = app.client.post(app.url("/health")).send().await.unwrap();
     problem(response, 405, "method-not-allowed").await;
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_report_ingest_and_pool_state() {
+    let app = TestApp::spawn().await;
+    let acme = app.partner("Acme").await;
+    for _ in 0..3 {
+        let response = app
+            .post_json(
+                "/v1/events",
+                &acme.key,
+                &serde_json::json!({"event_type": "x", "data": {}}),
+            )
+            .await;
+        assert_eq!(response.status(), 202);
+    }
+    app.get("/no/such/route").await;
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("epai_http_requests_total")
+                && l.contains("route=\"/v1/events\"")
+                && l.contains("status=\"202\"")
+        })
+        .unwrap_or_else(|| panic!("no counter for /v1/events:\n{text}"));
+    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 3.0, "{line}");
+    assert!(
+        text.contains("route=\"(unmatched)\""),
+        "404s are counted without their path"
+    );
+    for metric in [
+        "epai_http_request_duration_seconds_bucket",
+        "epai_ingest_queue_depth",
+        "epai_ingest_commit_rows",
+        "epai_db_pool_max_connections",
+    ] {
+        assert!(text.contains(metric), "{metric} missing:\n{text}");
+    }
+}
