@@ -66,7 +66,7 @@ impl Default for EventLimits {
 }
 
 /// One problem with one field of a request, reported to the caller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -82,19 +82,28 @@ impl FieldError {
 }
 
 /// An event as a partner sends it. Unknown fields are refused so typos do not vanish silently.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"event_type": "page_view", "data": {"url": "/pricing", "session_id": "s1"}}))]
 pub struct EventInput {
+    /// A letter, then up to 99 letters, digits or `_ . : -`.
+    #[schema(pattern = "^[A-Za-z][A-Za-z0-9_.:-]{0,99}$", max_length = 100)]
     pub event_type: String,
+    /// The event's own fields; a JSON object of at most 64 KiB together with `metadata`.
+    #[schema(value_type = Object)]
     pub data: Value,
+    /// Where the event comes from (default `api`).
     #[serde(default)]
     pub source: Option<String>,
+    /// Version of the sender's event schema (default `1.0`).
     #[serde(default)]
     pub version: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
     /// When the event happened (RFC 3339); defaults to the time it is received.
     #[serde(default)]
+    #[schema(format = DateTime)]
     pub timestamp: Option<String>,
 }
 

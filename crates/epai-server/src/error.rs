@@ -113,31 +113,39 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// RFC 9457 problem details, with the original clients' `error` and `message` members.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `/problems/<code>`.
     #[serde(rename = "type")]
     kind: String,
-    title: &'a str,
+    title: String,
     status: u16,
-    detail: &'a str,
+    detail: String,
+    /// A stable machine-readable code such as `auth/invalid-api-key`.
+    #[schema(value_type = String)]
     code: ErrorCode,
+    /// Always `true`.
     error: bool,
-    message: &'a str,
+    /// The same text as `detail`.
+    message: String,
+    /// Per-field or per-item problems, when there are several.
     #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a Value>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    errors: Option<Value>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Problem {
             kind: format!("/problems/{}", self.code.as_str()),
-            title: self.status.canonical_reason().unwrap_or("Error"),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
-            detail: &self.detail,
+            detail: self.detail.clone(),
             code: self.code,
             error: true,
-            message: &self.detail,
-            errors: self.errors.as_ref(),
+            message: self.detail,
+            errors: self.errors,
         };
         let mut response = (
             self.status,

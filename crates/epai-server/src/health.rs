@@ -4,13 +4,14 @@ use serde::Serialize;
 
 use crate::{ApiError, AppState};
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Health {
     status: &'static str,
     version: &'static str,
 }
 
 /// Liveness: the process answers. Says nothing about the database.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health)))]
 pub(crate) async fn health() -> Json<Health> {
     Json(Health {
         status: "ok",
@@ -18,13 +19,15 @@ pub(crate) async fn health() -> Json<Health> {
     })
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Readiness {
     status: &'static str,
     migration: i32,
 }
 
 /// Readiness: the database answers and carries exactly the migrations this binary expects.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, body = Readiness), (status = 503, body = crate::error::Problem)))]
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let status = state.store.migration_status().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");

@@ -8,14 +8,15 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use epai_domain::{EventInput, FieldError, PartnerId, ValidEvent};
 use epai_store::{IdempotencyClaim, NewEvent};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::PartnerCaller;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, Problem};
 use crate::extract::{JsonBytes, describe_without_values, parse_json};
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -145,7 +146,38 @@ fn with_fingerprint(key: Option<String>, path: &str, body: &[u8]) -> Option<(Str
     key.map(|k| (k, fingerprint(path, body)))
 }
 
-/// `POST /v1/events`: one event → `202 {"id"}`.
+#[derive(Serialize, ToSchema)]
+pub struct EventAccepted {
+    /// The stored event's id.
+    id: Uuid,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchAccepted {
+    accepted: usize,
+    /// Ids of the stored events, in request order.
+    ids: Vec<Uuid>,
+}
+
+/// The body of `POST /v1/events/batch`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes the body for the spec; the handler parses items one by one
+pub struct BatchRequest {
+    /// 1 to 1000 events (configurable), 5 MiB in all.
+    events: Vec<EventInput>,
+}
+
+fn to_json<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Stores one event; a 202 means it is committed. With `Idempotency-Key`, a repeat returns the
+/// first answer and stores nothing.
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = EventInput,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    security(("apikey" = [])),
+    responses((status = 202, body = EventAccepted), (status = "4XX", body = Problem),
+              (status = 503, body = Problem)))]
 pub async fn post_event(
     State(state): State<AppState>,
     caller: PartnerCaller,
@@ -164,7 +196,7 @@ pub async fn post_event(
         with_fingerprint(key, "/v1/events", &bytes),
         vec![stored],
         StatusCode::ACCEPTED,
-        json!({ "id": id }),
+        to_json(&EventAccepted { id }),
     )
     .await
 }
@@ -175,7 +207,12 @@ struct Batch {
     events: Vec<Value>,
 }
 
-/// `POST /v1/events/batch`: all events or none → `202 {"accepted", "ids"}`.
+/// Stores a batch: all events or none, with per-item errors.
+#[utoipa::path(post, path = "/v1/events/batch", tag = "events", request_body = BatchRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    security(("apikey" = [])),
+    responses((status = 202, body = BatchAccepted), (status = "4XX", body = Problem),
+              (status = 503, body = Problem)))]
 pub async fn post_batch(
     State(state): State<AppState>,
     caller: PartnerCaller,
@@ -217,12 +254,19 @@ pub async fn post_batch(
         with_fingerprint(key, "/v1/events/batch", &bytes),
         events,
         StatusCode::ACCEPTED,
-        json!({ "accepted": ids.len(), "ids": ids }),
+        to_json(&BatchAccepted {
+            accepted: ids.len(),
+            ids,
+        }),
     )
     .await
 }
 
-/// `POST /ingest` (original path): one event → `201 {"success", "message", "eventId"}`.
+/// Original path (also `/functions/v1/ingest`): one event →
+/// `201 {"success", "message", "eventId"}`.
+#[utoipa::path(post, path = "/ingest", tag = "original paths", request_body = EventInput,
+    security(("apikey" = [])),
+    responses((status = 201, body = Object), (status = "4XX", body = Problem)))]
 pub async fn post_ingest_original(
     State(state): State<AppState>,
     caller: PartnerCaller,
@@ -246,15 +290,19 @@ pub async fn post_ingest_original(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct IntegrationGuideEvent {
+pub struct IntegrationGuideEvent {
     event_type: String,
+    #[schema(value_type = Object)]
     payload: Value,
 }
 
-/// `POST /ingest-v2` (the original integration guide's form): `{eventType, payload}` →
-/// `201 {"status", "message", "eventId"}`.
+/// The original integration guide's form (also `/functions/v1/ingest-v2`):
+/// `{eventType, payload}` → `201 {"status", "message", "eventId"}`.
+#[utoipa::path(post, path = "/ingest-v2", tag = "original paths",
+    request_body = IntegrationGuideEvent, security(("apikey" = [])),
+    responses((status = 201, body = Object), (status = "4XX", body = Problem)))]
 pub async fn post_ingest_v2(
     State(state): State<AppState>,
     caller: PartnerCaller,

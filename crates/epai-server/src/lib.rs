@@ -11,6 +11,7 @@ mod health;
 mod ingest;
 mod metrics;
 mod observe;
+mod openapi;
 pub mod rate_limit;
 mod reads;
 mod redact;
@@ -35,6 +36,7 @@ use tower_http::trace::TraceLayer;
 pub use auth::KeyVerifier;
 pub use error::{ApiError, ErrorCode};
 pub use observe::ClientInfo;
+pub use openapi::ApiDoc;
 use rate_limit::{Quota, RateLimitError, RateLimitSettings, RateLimiter};
 
 /// Limits and knobs of the HTTP layer.
@@ -257,6 +259,9 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi::spec))
+        .route("/docs", get(openapi::docs_page))
+        .route("/docs/docs.js", get(openapi::docs_script))
         .merge(ingest_single)
         .merge(api)
         .fallback(error::not_found)

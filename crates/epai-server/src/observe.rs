@@ -48,7 +48,10 @@ impl ClientInfo {
 
 /// Paths whose traffic is operational noise, not partner activity.
 fn is_probe(path: &str) -> bool {
-    matches!(path, "/health" | "/ready" | "/metrics")
+    matches!(
+        path,
+        "/health" | "/ready" | "/metrics" | "/openapi.json" | "/docs" | "/docs/docs.js"
+    )
 }
 
 pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {

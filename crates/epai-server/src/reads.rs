@@ -5,14 +5,18 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use epai_store::{EventFilter, InsightFilter, InsightRecord, SecurityEvent};
-use serde::Deserialize;
+use epai_store::{
+    EventFilter, EventRecord, InsightFilter, InsightRecord, LogEntry, ModelRecord, SecurityEvent,
+    UsageDay,
+};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::PartnerCaller;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
 use crate::observe::ClientInfo;
 
@@ -50,23 +54,41 @@ fn non_negative(name: &str, value: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Only events of this type.
     #[serde(rename = "type")]
+    #[param(rename = "type")]
     event_type: Option<String>,
+    /// Only events that happened at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
+    /// Only events that happened before this time (RFC 3339).
     until: Option<DateTime<Utc>>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-/// `GET /v1/events`: newest first, `limit` ≤ 100, `next_cursor` for the following page.
+#[derive(Serialize, ToSchema)]
+pub struct EventPage {
+    data: Vec<EventRecord>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+/// The partner's recent events, newest first.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
+    security(("apikey" = [])),
+    responses((status = 200, body = EventPage), (status = "4XX", body = Problem)))]
 pub async fn list_events(
     State(state): State<AppState>,
     caller: PartnerCaller,
     ApiQuery(query): ApiQuery<EventsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventPage>, ApiError> {
     let limit = bounded("limit", query.limit, 50, 100)?;
     let filter = EventFilter {
         event_type: query.event_type,
@@ -82,25 +104,47 @@ pub async fn list_events(
     let next_cursor = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| encode_cursor(e.occurred_at, e.id)))
         .flatten();
-    Ok(Json(json!({ "data": events, "next_cursor": next_cursor })))
+    Ok(Json(EventPage {
+        data: events,
+        next_cursor,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InsightsQuery {
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// Rows to skip (alternative to `cursor`).
+    #[param(minimum = 0)]
     offset: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only insights of the model with this name.
     model: Option<String>,
+    /// Only insights created at or after this time (RFC 3339).
     since: Option<DateTime<Utc>>,
 }
 
-/// `GET /v1/insights`: newest first, `limit` ≤ 100, by offset or cursor, filter by model/since.
+#[derive(Serialize, ToSchema)]
+pub struct InsightPage {
+    data: Vec<InsightRecord>,
+    /// Insights matching the filters, over all pages.
+    total: i64,
+    next_cursor: Option<String>,
+}
+
+/// The partner's insights, newest first.
+#[utoipa::path(get, path = "/v1/insights", tag = "insights", params(InsightsQuery),
+    security(("apikey" = [])),
+    responses((status = 200, body = InsightPage), (status = "4XX", body = Problem)))]
 pub async fn list_insights(
     State(state): State<AppState>,
     caller: PartnerCaller,
     ApiQuery(query): ApiQuery<InsightsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InsightPage>, ApiError> {
     let limit = bounded("limit", query.limit, 20, 100)?;
     let filter = InsightFilter {
         model: query.model,
@@ -120,13 +164,19 @@ pub async fn list_insights(
                 .and_then(|i| Some(encode_cursor(i.created_at?, i.id)))
         })
         .flatten();
-    Ok(Json(
-        json!({ "data": insights, "total": total, "next_cursor": next_cursor }),
-    ))
+    Ok(Json(InsightPage {
+        data: insights,
+        total,
+        next_cursor,
+    }))
 }
 
-/// `GET /v1/insights/{id}`: one insight. Another partner's id answers 404, exactly like an id
-/// that does not exist, and is recorded as a security event.
+/// One insight. Another partner's id answers 404, exactly like an id that does not exist, and is
+/// recorded as a security event.
+#[utoipa::path(get, path = "/v1/insights/{id}", tag = "insights",
+    params(("id" = String, Path, description = "Insight id")),
+    security(("apikey" = [])),
+    responses((status = 200, body = InsightRecord), (status = "4XX", body = Problem)))]
 pub async fn get_insight(
     State(state): State<AppState>,
     caller: PartnerCaller,
@@ -172,30 +222,52 @@ pub async fn report_foreign_insight(
     }
 }
 
-/// `GET /v1/models`: the catalogue with inputs and outputs in `metadata`.
+#[derive(Serialize, ToSchema)]
+pub struct ModelList {
+    data: Vec<ModelRecord>,
+}
+
+/// The model catalogue, with inputs and outputs in `metadata`.
+#[utoipa::path(get, path = "/v1/models", tag = "models", security(("apikey" = [])),
+    responses((status = 200, body = ModelList), (status = "4XX", body = Problem)))]
 pub async fn list_models(
     State(state): State<AppState>,
     caller: PartnerCaller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ModelList>, ApiError> {
     let models = state
         .store
         .as_user(caller.tenant_user()?, async |t| t.models().await)
         .await?;
-    Ok(Json(json!({ "data": models })))
+    Ok(Json(ModelList { data: models }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
+    /// Days to report, 1 to 366 (default 30), ending today (UTC).
+    #[param(minimum = 1, maximum = 366)]
     days: Option<i64>,
 }
 
-/// `GET /v1/usage?days=30`: `get_partner_usage_summary`, one row per UTC day.
+#[derive(Serialize, ToSchema)]
+pub struct UsageReport {
+    days: i32,
+    /// One row per UTC day, oldest first, days without activity included.
+    data: Vec<UsageDay>,
+    total_events: i64,
+    total_insights: i64,
+}
+
+/// Events ingested and insights generated per day (`get_partner_usage_summary`).
+#[utoipa::path(get, path = "/v1/usage", tag = "usage", params(UsageQuery),
+    security(("apikey" = [])),
+    responses((status = 200, body = UsageReport), (status = "4XX", body = Problem)))]
 pub async fn usage(
     State(state): State<AppState>,
     caller: PartnerCaller,
     ApiQuery(query): ApiQuery<UsageQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UsageReport>, ApiError> {
     let days = bounded("days", query.days, 30, 366)? as i32;
     let summary = state
         .store
@@ -203,47 +275,67 @@ pub async fn usage(
         .await?;
     let events: i64 = summary.iter().map(|d| i64::from(d.event_count)).sum();
     let insights: i64 = summary.iter().map(|d| i64::from(d.insight_count)).sum();
-    Ok(Json(json!({
-        "days": days,
-        "data": summary,
-        "total_events": events,
-        "total_insights": insights,
-    })))
+    Ok(Json(UsageReport {
+        days,
+        data: summary,
+        total_events: events,
+        total_insights: insights,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
-/// `GET /v1/logs?limit&offset`: `get_logs_for_partner`, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct LogPage {
+    data: Vec<LogEntry>,
+    limit: i32,
+    offset: i32,
+}
+
+/// The partner's API request log, newest first (`get_logs_for_partner`).
+#[utoipa::path(get, path = "/v1/logs", tag = "logs", params(LogsQuery),
+    security(("apikey" = [])),
+    responses((status = 200, body = LogPage), (status = "4XX", body = Problem)))]
 pub async fn logs(
     State(state): State<AppState>,
     caller: PartnerCaller,
     ApiQuery(query): ApiQuery<LogsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<LogPage>, ApiError> {
     let limit = bounded("limit", query.limit, 100, 1000)? as i32;
     let offset = non_negative("offset", query.offset)? as i32;
     let logs = state
         .store
         .as_user(caller.tenant_user()?, async |t| t.logs(limit, offset).await)
         .await?;
-    Ok(Json(
-        json!({ "data": logs, "limit": limit, "offset": offset }),
-    ))
+    Ok(Json(LogPage {
+        data: logs,
+        limit,
+        offset,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct OriginalPage {
     limit: Option<i64>,
     offset: Option<i64>,
 }
 
-/// `GET /get-insights` (original path): `{insights: [{id, model_id, content, created_at}],
-/// count, total}` with `limit` 1..100 (default 10) and `offset`.
+/// Original path (also under `/functions/v1`): `{insights: [{id, model_id, content,
+/// created_at}], count, total}` with `limit` 1..100 (default 10) and `offset`.
+#[utoipa::path(get, path = "/get-insights", tag = "original paths", params(OriginalPage),
+    security(("apikey" = [])),
+    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
 pub async fn original_insights(
     State(state): State<AppState>,
     caller: PartnerCaller,
@@ -279,15 +371,19 @@ pub async fn original_insights(
     ))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ModelsPage {
     page: Option<i64>,
 }
 
 const ORIGINAL_MODELS_PER_PAGE: usize = 6;
 
-/// `GET|POST /get-models` (original path): 6 models per 0-based `page`.
+/// Original path (also under `/functions/v1`, GET or POST): 6 models per 0-based `page`.
+#[utoipa::path(get, path = "/get-models", tag = "original paths", params(ModelsPage),
+    security(("apikey" = [])),
+    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
 pub async fn original_models(
     State(state): State<AppState>,
     caller: PartnerCaller,
@@ -329,13 +425,17 @@ pub async fn original_models(
     Ok(Json(json!({ "models": shaped, "count": shaped.len() })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublicInsightRequest {
     insight_id: String,
 }
 
-/// `POST /get-public-insight` (original path): `{"insight": {id, model_id, content, created_at}}`.
+/// Original path (also under `/functions/v1`): `{"insight": {id, model_id, content,
+/// created_at}}`.
+#[utoipa::path(post, path = "/get-public-insight", tag = "original paths",
+    request_body = PublicInsightRequest, security(("apikey" = [])),
+    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
 pub async fn original_public_insight(
     State(state): State<AppState>,
     caller: PartnerCaller,

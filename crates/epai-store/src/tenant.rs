@@ -74,7 +74,7 @@ impl PartnerRecord {
 }
 
 /// The current key's metadata; the key itself is never readable after creation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyStatus {
     pub id: Uuid,
     pub key_prefix: Option<String>,
@@ -84,7 +84,7 @@ pub struct ApiKeyStatus {
 }
 
 /// One row of `get_logs_for_partner`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LogEntry {
     pub id: Uuid,
     pub endpoint: String,
@@ -95,7 +95,7 @@ pub struct LogEntry {
 }
 
 /// One row of `get_partner_usage_summary`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct UsageDay {
     pub date: NaiveDate,
     pub event_count: i32,
@@ -207,13 +207,15 @@ pub struct EventFilter {
     pub limit: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EventRecord {
     pub id: Uuid,
     pub event_type: String,
+    #[schema(value_type = Object)]
     pub data: serde_json::Value,
     pub source: String,
     pub version: String,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
     pub occurred_at: DateTime<Utc>,
     pub created_at: Option<DateTime<Utc>>,
@@ -230,23 +232,28 @@ pub struct InsightFilter {
     pub offset: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct InsightRecord {
     pub id: Uuid,
     pub model_id: Option<Uuid>,
     pub model_name: Option<String>,
+    /// `title`, `description`, `confidence` (0..1), `recommendation`, and the model's numbers.
+    #[schema(value_type = Object)]
     pub content: serde_json::Value,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
     pub created_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ModelRecord {
     pub id: Uuid,
     pub name: String,
     pub description: Option<String>,
     pub version: String,
     pub status: String,
+    /// Inputs and outputs of the model.
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,

@@ -110,3 +110,62 @@ async fn metrics_count_requests_by_route_and_report_ingest_and_pool_state() {
         assert!(text.contains(metric), "{metric} missing:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_api_and_docs_render_it_offline() {
+    let app = TestApp::spawn().await;
+    let spec: serde_json::Value = app.get("/openapi.json").await.json().await.unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/v1/events",
+        "/v1/events/batch",
+        "/v1/insights",
+        "/v1/insights/{id}",
+        "/v1/models",
+        "/v1/usage",
+        "/v1/logs",
+        "/ingest",
+        "/get-insights",
+        "/health",
+        "/ready",
+    ] {
+        assert!(spec["paths"][path].is_object(), "{path} is not documented");
+    }
+    let schemas = &spec["components"]["schemas"];
+    for schema in [
+        "Problem",
+        "EventInput",
+        "EventPage",
+        "InsightRecord",
+        "UsageReport",
+    ] {
+        assert!(schemas[schema].is_object(), "schema {schema} missing");
+    }
+    assert_eq!(
+        schemas["EventInput"]["properties"]["event_type"]["pattern"],
+        "^[A-Za-z][A-Za-z0-9_.:-]{0,99}$"
+    );
+    assert!(spec["components"]["securitySchemes"]["apikey"].is_object());
+
+    let page = app.get("/docs").await;
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-eval"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<script src=\"/docs/docs.js\"></script>"));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external assets"
+    );
+    let script = app.get("/docs/docs.js").await;
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(script.text().await.unwrap().contains("/openapi.json"));
+}
