@@ -12,6 +12,16 @@ pub enum ErrorCode {
     InvalidApiKey,
     #[serde(rename = "auth/expired-api-key")]
     ExpiredApiKey,
+    #[serde(rename = "auth/missing-session")]
+    MissingSession,
+    #[serde(rename = "auth/invalid-session")]
+    InvalidSession,
+    #[serde(rename = "auth/invalid-credentials")]
+    InvalidCredentials,
+    #[serde(rename = "auth/invalid-refresh-token")]
+    InvalidRefreshToken,
+    #[serde(rename = "auth/account-exists")]
+    AccountExists,
     #[serde(rename = "rate-limit/exceeded")]
     RateLimitExceeded,
     #[serde(rename = "validation/invalid-request")]
@@ -48,6 +58,20 @@ impl ApiError {
 
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, detail)
+    }
+
+    pub fn invalid_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, detail)
+    }
+
+    /// A failure that is a bug or an outage on our side; `detail` is logged, never sent.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "an internal error occurred",
+        )
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {

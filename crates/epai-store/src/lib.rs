@@ -12,18 +12,24 @@
 //!
 //! Must not know about HTTP: no request, response or status code types in here.
 
+mod accounts;
 mod connect;
 pub mod embedded;
 mod error;
 mod migrate;
 mod queries;
+mod security_events;
 mod service;
 mod tenant;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
+pub use accounts::{
+    AccountUser, LoginCandidate, NewSession, REVOKED_BY_LOGOUT, REVOKED_FOR_REUSE, RefreshOutcome,
+};
 pub use connect::{DatabaseTarget, KeyPolicy, Store, StoreOptions};
 pub use error::StoreError;
 pub use migrate::{MigrationStatus, latest_migration_version, migrate};
+pub use security_events::SecurityEvent;
 pub use service::{NewEvent, NewPartner, ServiceRole};
 pub use tenant::{ApiKeyStatus, LogEntry, PartnerRecord, Tenant, UsageDay};

@@ -15,7 +15,7 @@ use crate::tenant::PartnerRecord;
 /// worker, operator commands). Each takes a partner id that the caller obtained from a verified
 /// credential or an operator's command line, never from a request body.
 pub struct ServiceRole<'a> {
-    tx: Transaction<'a>,
+    pub(crate) tx: Transaction<'a>,
 }
 
 impl Store {

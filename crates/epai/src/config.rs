@@ -1,8 +1,11 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use epai_server::AccountSettings;
 use epai_store::{KeyPolicy, StoreOptions};
+
+use crate::jwt_secret::{self, JwtSecret};
 
 /// Settings shared by every command; each flag also reads an environment variable.
 #[derive(Args, Debug, Clone)]
@@ -70,6 +73,37 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "EPAI_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+
+    /// Secret (at least 32 bytes) that signs portal session tokens [default: generated once and
+    /// kept in <DATA_DIR>/jwt_secret].
+    #[arg(long, env = "EPAI_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<JwtSecret>,
+
+    /// Seconds a portal access token stays valid (60 to 86400).
+    #[arg(
+        long,
+        env = "EPAI_ACCESS_TOKEN_TTL_SECONDS",
+        default_value_t = 3600,
+        value_parser = clap::value_parser!(u64).range(60..=86_400)
+    )]
+    pub access_token_ttl_seconds: u64,
+}
+
+impl ServeArgs {
+    /// The configured secret, or the one kept in (and on first use generated into) `data_dir`.
+    pub fn jwt_secret(&self, data_dir: &Path) -> anyhow::Result<JwtSecret> {
+        match &self.jwt_secret {
+            Some(secret) => Ok(secret.clone()),
+            None => jwt_secret::load_or_create(data_dir),
+        }
+    }
+
+    pub fn account_settings(&self) -> AccountSettings {
+        AccountSettings {
+            access_token_ttl: Duration::from_secs(self.access_token_ttl_seconds),
+            ..AccountSettings::default()
+        }
+    }
 }
 
 pub fn init_tracing(global: &GlobalArgs) {

@@ -6,6 +6,7 @@
 mod config;
 mod database;
 mod demo;
+mod jwt_secret;
 
 use std::io::Write;
 
@@ -217,6 +218,8 @@ fn print_key(
 }
 
 async fn serve(global: &GlobalArgs, args: &config::ServeArgs) -> anyhow::Result<()> {
+    let secret = args.jwt_secret(&global.data_dir)?;
+    let jwt = epai_server::JwtKeys::from_secret(secret.as_bytes()).context("EPAI_JWT_SECRET")?;
     let db = database::open(global, database::Ownership::Exclusive).await?;
     db.migrate().await?;
     let store = db.store(global)?;
@@ -235,7 +238,11 @@ async fn serve(global: &GlobalArgs, args: &config::ServeArgs) -> anyhow::Result<
         "EPAI is serving on http://{address}  (database: {})",
         db.describe()
     );
-    let state = epai_server::AppState { store };
+    let state = epai_server::AppState {
+        store,
+        jwt: std::sync::Arc::new(jwt),
+        accounts: args.account_settings(),
+    };
     epai_server::serve_with_listener(state, listener, config::shutdown_signal()).await?;
     tracing::info!("server stopped; shutting down the database");
     db.close().await
