@@ -71,18 +71,23 @@ pub struct ApiKeyHash(String);
 
 impl ApiKeyHash {
     fn of(key: &str) -> Self {
-        let digest = Sha256::digest(key.as_bytes());
-        let mut hex = String::with_capacity(64);
-        for byte in digest {
-            hex.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-            hex.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
-        }
-        Self(hex)
+        Self(sha256_hex(key.as_bytes()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Lower-case hex SHA-256, the stored form of every random bearer secret.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
+        hex.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
+    }
+    hex
 }
 
 #[cfg(test)]

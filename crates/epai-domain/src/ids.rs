@@ -51,3 +51,7 @@ uuid_id!(
     /// A row of `auth.users`: the identity that row-level security checks through `auth.uid()`.
     AuthUserId
 );
+uuid_id!(
+    /// A portal login: one chain of refresh tokens, revoked together.
+    SessionId
+);

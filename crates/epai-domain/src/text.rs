@@ -40,6 +40,12 @@ impl PartnerName {
         clean("name", raw, Self::MAX_CHARS).map(Self)
     }
 
+    /// The name of a partner that signed up without giving one: its email, cut to length (an
+    /// email is already trimmed and free of control characters).
+    pub fn from_email(email: &Email) -> Self {
+        Self(email.as_str().chars().take(Self::MAX_CHARS).collect())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -106,6 +112,14 @@ mod tests {
             PartnerName::parse("a\u{0}b"),
             Err(TextError::ControlCharacter { field: "name" })
         );
+    }
+
+    #[test]
+    fn names_derived_from_emails_fit_the_name_rules() {
+        let long = Email::parse(&format!("{}@example.com", "a".repeat(230))).unwrap();
+        let name = PartnerName::from_email(&long);
+        assert_eq!(name.as_str().chars().count(), PartnerName::MAX_CHARS);
+        assert_eq!(PartnerName::parse(name.as_str()), Ok(name));
     }
 
     #[test]

@@ -15,6 +15,16 @@ pub enum ErrorCode {
     ExpiredApiKey,
     #[serde(rename = "auth/forbidden")]
     Forbidden,
+    #[serde(rename = "auth/missing-session")]
+    MissingSession,
+    #[serde(rename = "auth/invalid-session")]
+    InvalidSession,
+    #[serde(rename = "auth/invalid-credentials")]
+    InvalidCredentials,
+    #[serde(rename = "auth/invalid-refresh-token")]
+    InvalidRefreshToken,
+    #[serde(rename = "auth/account-exists")]
+    AccountExists,
     #[serde(rename = "rate-limit/exceeded")]
     RateLimitExceeded,
     #[serde(rename = "validation/invalid-request")]
@@ -44,6 +54,11 @@ impl ErrorCode {
             Self::InvalidApiKey => "auth/invalid-api-key",
             Self::ExpiredApiKey => "auth/expired-api-key",
             Self::Forbidden => "auth/forbidden",
+            Self::MissingSession => "auth/missing-session",
+            Self::InvalidSession => "auth/invalid-session",
+            Self::InvalidCredentials => "auth/invalid-credentials",
+            Self::InvalidRefreshToken => "auth/invalid-refresh-token",
+            Self::AccountExists => "auth/account-exists",
             Self::RateLimitExceeded => "rate-limit/exceeded",
             Self::InvalidRequest => "validation/invalid-request",
             Self::UnsupportedMediaType => "validation/unsupported-media-type",
@@ -94,6 +109,16 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, detail)
     }
 
+    /// A failure that is a bug or an outage on our side; `detail` is logged, never sent.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            "an internal error occurred",
+        )
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         let mut error = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -102,14 +127,6 @@ impl ApiError {
         );
         error.retry_after_seconds = Some(5);
         error
-    }
-
-    pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::Internal,
-            "an internal error occurred",
-        )
     }
 }
 
@@ -176,10 +193,7 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(%cause, "database unavailable");
                 ApiError::unavailable("the service is temporarily unavailable; retry shortly")
             }
-            other => {
-                tracing::error!(error = %other, "store error");
-                ApiError::internal()
-            }
+            other => ApiError::internal(other),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Must not write SQL: every database access goes through `epai-store`'s tenant-scoped or
 //! service-role handles.
 
+mod accounts;
 mod auth;
 mod error;
 mod extract;
@@ -12,9 +13,11 @@ mod ingest;
 mod metrics;
 mod observe;
 mod openapi;
+mod password;
 pub mod rate_limit;
 mod reads;
 mod redact;
+mod session;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -33,11 +36,13 @@ use tokio::task::{JoinHandle, JoinSet};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
+pub use accounts::AccountSettings;
 pub use auth::KeyVerifier;
 pub use error::{ApiError, ErrorCode};
 pub use observe::ClientInfo;
 pub use openapi::ApiDoc;
 use rate_limit::{Quota, RateLimitError, RateLimitSettings, RateLimiter};
+pub use session::{JwtKeys, SESSION_COOKIE, SessionClaims, SessionUser, WeakJwtSecret};
 
 /// Limits and knobs of the HTTP layer.
 #[derive(Clone, Debug)]
@@ -58,6 +63,7 @@ pub struct ServerSettings {
     /// How often coalesced `last_used_at` updates are written.
     pub key_use_flush_interval: Duration,
     pub rate_limits: RateLimitSettings,
+    pub accounts: AccountSettings,
 }
 
 impl Default for ServerSettings {
@@ -77,6 +83,7 @@ impl Default for ServerSettings {
                 per_ip: Quota::per_minute(rate_limit::DEFAULT_PER_IP),
                 redis_url: None,
             },
+            accounts: AccountSettings::default(),
         }
     }
 }
@@ -89,6 +96,8 @@ pub struct AppState {
     pub activity: ActivityRecorder,
     pub keys: Arc<KeyVerifier>,
     pub limiter: RateLimiter,
+    /// Signs and verifies portal session tokens.
+    pub jwt: Arc<JwtKeys>,
     pub settings: Arc<ServerSettings>,
 }
 
@@ -107,15 +116,17 @@ pub struct Background {
 pub fn start(
     store: Store,
     settings: ServerSettings,
+    jwt: JwtKeys,
 ) -> Result<(AppState, Background), RateLimitError> {
     let limiter = settings.rate_limits.limiter()?;
-    Ok(start_with_limiter(store, settings, limiter))
+    Ok(start_with_limiter(store, settings, jwt, limiter))
 }
 
 /// [`start`] with a given limiter (tests use one on a manual clock).
 pub fn start_with_limiter(
     store: Store,
     settings: ServerSettings,
+    jwt: JwtKeys,
     limiter: RateLimiter,
 ) -> (AppState, Background) {
     metrics::handle();
@@ -147,6 +158,7 @@ pub fn start_with_limiter(
         activity,
         keys,
         limiter,
+        jwt: Arc::new(jwt),
         settings,
     };
     let background = Background {
@@ -264,6 +276,7 @@ pub fn router(state: AppState) -> Router {
         .route("/docs/docs.js", get(openapi::docs_script))
         .merge(ingest_single)
         .merge(api)
+        .merge(accounts::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -271,7 +284,9 @@ pub fn router(state: AppState) -> Router {
             observe::observe,
         ))
         .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(ApiError::internal())
+            axum::response::IntoResponse::into_response(ApiError::internal(
+                "a request handler panicked",
+            ))
         }))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -284,6 +299,7 @@ pub async fn serve_with_listener(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(password::prepare);
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

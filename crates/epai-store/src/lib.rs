@@ -12,6 +12,7 @@
 //!
 //! Must not know about HTTP: no request, response or status code types in here.
 
+mod accounts;
 mod activity;
 mod connect;
 pub mod embedded;
@@ -20,11 +21,15 @@ mod ingest;
 mod migrate;
 pub mod notify;
 mod queries;
+mod security_events;
 mod service;
 mod tenant;
 #[cfg(feature = "test-support")]
 pub mod testing;
 
+pub use accounts::{
+    AccountUser, LoginCandidate, NewSession, REVOKED_BY_LOGOUT, REVOKED_FOR_REUSE, RefreshOutcome,
+};
 pub use activity::{ActivityRecorder, RequestLog, SecurityEvent};
 pub use connect::{DatabaseTarget, KeyPolicy, Store, StoreOptions};
 pub use error::StoreError;

@@ -1,12 +1,14 @@
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 use epai_domain::EventLimits;
-use epai_server::ServerSettings;
 use epai_server::rate_limit::{self, Quota, RateLimitSettings};
+use epai_server::{AccountSettings, ServerSettings};
 use epai_store::{IngestOptions, KeyPolicy, StoreOptions};
+
+use crate::jwt_secret::{self, JwtSecret};
 
 /// Settings shared by every command; each flag also reads an environment variable.
 #[derive(Args, Debug, Clone)]
@@ -130,9 +132,38 @@ pub struct ServeArgs {
     /// Requests that may wait for the ingest writers before new ones get 503.
     #[arg(long, env = "EPAI_INGEST_QUEUE", default_value_t = 10_000)]
     pub ingest_queue: usize,
+
+    /// Secret (at least 32 bytes) that signs portal session tokens [default: generated once and
+    /// kept in <DATA_DIR>/jwt_secret].
+    #[arg(long, env = "EPAI_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<JwtSecret>,
+
+    /// Seconds a portal access token stays valid (60 to 86400).
+    #[arg(
+        long,
+        env = "EPAI_ACCESS_TOKEN_TTL_SECONDS",
+        default_value_t = 3600,
+        value_parser = clap::value_parser!(u64).range(60..=86_400)
+    )]
+    pub access_token_ttl_seconds: u64,
 }
 
 impl ServeArgs {
+    /// The configured secret, or the one kept in (and on first use generated into) `data_dir`.
+    pub fn jwt_secret(&self, data_dir: &Path) -> anyhow::Result<JwtSecret> {
+        match &self.jwt_secret {
+            Some(secret) => Ok(secret.clone()),
+            None => jwt_secret::load_or_create(data_dir),
+        }
+    }
+
+    pub fn account_settings(&self) -> AccountSettings {
+        AccountSettings {
+            access_token_ttl: Duration::from_secs(self.access_token_ttl_seconds),
+            ..AccountSettings::default()
+        }
+    }
+
     pub fn server_settings(&self) -> ServerSettings {
         let defaults = ServerSettings::default();
         ServerSettings {

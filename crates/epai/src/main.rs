@@ -6,6 +6,7 @@
 mod config;
 mod database;
 mod demo;
+mod jwt_secret;
 
 use std::io::Write;
 
@@ -320,6 +321,8 @@ fn print_limits(
 }
 
 async fn serve(global: &GlobalArgs, args: &config::ServeArgs) -> anyhow::Result<()> {
+    let secret = args.jwt_secret(&global.data_dir)?;
+    let jwt = epai_server::JwtKeys::from_secret(secret.as_bytes()).context("EPAI_JWT_SECRET")?;
     let db = database::open(global, database::Ownership::Exclusive).await?;
     db.migrate().await?;
     let store = db.store(global)?;
@@ -340,7 +343,8 @@ async fn serve(global: &GlobalArgs, args: &config::ServeArgs) -> anyhow::Result<
     );
     let mut settings = args.server_settings();
     settings.rate_limits = global.rate_limit_settings();
-    let (state, background) = epai_server::start(store, settings)
+    settings.accounts = args.account_settings();
+    let (state, background) = epai_server::start(store, settings, jwt)
         .context("invalid rate-limit configuration (EPAI_REDIS_URL)")?;
     epai_server::serve_with_listener(state, listener, config::shutdown_signal()).await?;
     tracing::info!("no longer accepting requests; storing what was accepted");

@@ -1,6 +1,7 @@
 //! The `epai` binary as an operator uses it: real processes, a real database, real signals.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
@@ -20,6 +21,8 @@ fn epai() -> Command {
         "EPAI_RATE_LIMIT_PER_KEY",
         "EPAI_RATE_LIMIT_PER_IP",
         "EPAI_REDIS_URL",
+        "EPAI_JWT_SECRET",
+        "EPAI_ACCESS_TOKEN_TTL_SECONDS",
     ] {
         command.env_remove(var);
     }
@@ -269,8 +272,14 @@ async fn demo_loads_weeks_of_varied_events_once() {
 
 /// `epai serve` in `dir` on a free port; returns the child and its base URL once it listens.
 fn spawn_serve(dir: &Path) -> (Child, String) {
+    spawn_serve_with(dir, &[])
+}
+
+/// `spawn_serve` with extra environment variables.
+fn spawn_serve_with(dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = epai()
         .current_dir(dir)
+        .envs(env.iter().copied())
         .args(["serve", "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -396,4 +405,84 @@ async fn serve_recovers_after_being_killed() {
 
     signal(&server, Signal::SIGTERM);
     assert!(server.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn portal_sessions_survive_a_restart_because_the_generated_secret_is_kept() {
+    let db = TestDatabase::migrated().await;
+    let database_url = db.url();
+    let dir = tempfile::tempdir().unwrap();
+    let env = [("DATABASE_URL", database_url.as_str())];
+    let client = reqwest::Client::new();
+
+    let (mut server, url) = spawn_serve_with(dir.path(), &env);
+    let session: serde_json::Value = client
+        .post(format!("{url}/auth/v1/signup"))
+        .json(&serde_json::json!({ "email": "ops@acme.test", "password": "correct horse battery" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access_token = session["access_token"].as_str().unwrap().to_owned();
+    signal(&server, Signal::SIGTERM);
+    assert!(server.wait().unwrap().success());
+
+    let secret_file = dir.path().join(".epai/jwt_secret");
+    let mode = std::fs::metadata(&secret_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+
+    let user_status = async |url: &str| {
+        client
+            .get(format!("{url}/auth/v1/user"))
+            .bearer_auth(&access_token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let (server, url) = spawn_serve_with(dir.path(), &env);
+    assert_eq!(
+        user_status(&url).await,
+        200,
+        "the restarted server verifies the token"
+    );
+    signal(&server, Signal::SIGTERM);
+    let output = server.wait_with_output().unwrap();
+    assert!(output.status.success());
+    for printed in [&output.stdout, &output.stderr] {
+        assert!(!String::from_utf8_lossy(printed).contains(&secret));
+    }
+    assert_eq!(std::fs::read_to_string(&secret_file).unwrap(), secret);
+
+    let configured = [
+        ("DATABASE_URL", database_url.as_str()),
+        (
+            "EPAI_JWT_SECRET",
+            "a configured secret of at least 32 bytes",
+        ),
+    ];
+    let (mut server, url) = spawn_serve_with(dir.path(), &configured);
+    assert_eq!(
+        user_status(&url).await,
+        401,
+        "a configured secret replaces the stored one"
+    );
+    signal(&server, Signal::SIGTERM);
+    assert!(server.wait().unwrap().success());
+
+    let too_short = run(epai()
+        .current_dir(dir.path())
+        .env("DATABASE_URL", &database_url)
+        .env("EPAI_JWT_SECRET", "short")
+        .args(["serve", "--listen", "127.0.0.1:0"]));
+    assert!(!too_short.status.success());
+    let stderr = String::from_utf8_lossy(&too_short.stderr);
+    assert!(stderr.contains("at least 32 bytes"), "{stderr}");
 }

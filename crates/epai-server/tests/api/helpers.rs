@@ -1,15 +1,21 @@
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use epai_server::ServerSettings;
 use epai_server::rate_limit::RateLimiter;
+use epai_server::{JwtKeys, ServerSettings};
 use epai_store::testing::TestDatabase;
 use tokio::sync::oneshot;
+
+/// The secret every test server signs session tokens with.
+pub const TEST_JWT_SECRET: &[u8] = b"test secret for session tokens, 32+ bytes";
 
 /// A server on a random port over a fresh database; stops when dropped.
 pub struct TestApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
     pub db: TestDatabase,
+    /// The server's session keys, for tests that mint or inspect tokens themselves.
+    pub jwt: Arc<JwtKeys>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -35,7 +41,13 @@ impl TestApp {
     ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let (state, background) = epai_server::start_with_limiter(db.store(), settings, limiter);
+        let jwt = Arc::new(JwtKeys::from_secret(TEST_JWT_SECRET).unwrap());
+        let (state, background) = epai_server::start_with_limiter(
+            db.store(),
+            settings,
+            JwtKeys::from_secret(TEST_JWT_SECRET).unwrap(),
+            limiter,
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             epai_server::serve_with_listener(state, listener, async move {
@@ -49,6 +61,7 @@ impl TestApp {
             address,
             client: reqwest::Client::new(),
             db,
+            jwt,
             stop: Some(stop),
             server: Some(server),
         }
@@ -71,6 +84,24 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_with_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_anonymous(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 }
 

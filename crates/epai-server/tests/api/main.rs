@@ -1,5 +1,6 @@
 //! HTTP tests over a real socket against a real database.
 
+mod accounts;
 mod bad_input;
 mod health;
 mod helpers;

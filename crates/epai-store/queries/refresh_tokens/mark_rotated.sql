@@ -1,0 +1,1 @@
+UPDATE auth.epai_refresh_tokens SET rotated_at = now() WHERE id = $1

@@ -1,0 +1,1 @@
+UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1
