@@ -197,90 +197,98 @@ impl FromRequestParts<AppState> for PartnerCaller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let client = parts.extensions.get::<ClientInfo>().cloned();
         let Some(raw) = presented_key(&parts.headers) else {
-            return Err(ApiError::new(
+            let missing = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::MissingApiKey,
                 "send your API key in the apikey header",
-            ));
-        };
-        let record = |event: &str, partner: Option<PartnerId>, details: serde_json::Value| {
-            state.activity.security(SecurityEvent {
-                event_type: event.to_owned(),
-                partner_id: partner,
-                user_id: None,
-                ip_address: client.as_ref().and_then(ClientInfo::ip_text),
-                user_agent: client.as_ref().and_then(|c| c.user_agent.clone()),
-                details,
-                created_at: Utc::now(),
+            );
+            return Err(match &client {
+                Some(client) => limit_ip(state, client).await.err().unwrap_or(missing),
+                None => missing,
             });
         };
-        // Rejected credentials count against the client's IP, never against the key's quota.
-        let reject = async |event: &str, partner: Option<PartnerId>, error: ApiError| {
-            record(event, partner, json!({ "key_prefix": shown_prefix(raw) }));
-            match &client {
-                Some(client) => match limit_ip(state, client).await {
-                    Ok(()) => error,
-                    Err(limited) => limited,
-                },
-                None => error,
+        authenticate_key(state, client.as_ref(), raw).await
+    }
+}
+
+/// Verifies `raw` as an API key and counts the request against the partner's quota; failures
+/// are security events and count against the client's IP.
+pub(crate) async fn authenticate_key(
+    state: &AppState,
+    client: Option<&ClientInfo>,
+    raw: &str,
+) -> Result<PartnerCaller, ApiError> {
+    let record = |event: &str, partner: Option<PartnerId>, details: serde_json::Value| {
+        state.activity.security(SecurityEvent {
+            event_type: event.to_owned(),
+            partner_id: partner,
+            user_id: None,
+            ip_address: client.and_then(ClientInfo::ip_text),
+            user_agent: client.and_then(|c| c.user_agent.clone()),
+            details,
+            created_at: Utc::now(),
+        });
+    };
+    let reject = async |event: &str, partner: Option<PartnerId>, error: ApiError| {
+        record(event, partner, json!({ "key_prefix": shown_prefix(raw) }));
+        match client {
+            Some(client) => limit_ip(state, client).await.err().unwrap_or(error),
+            None => error,
+        }
+    };
+    let invalid = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidApiKey,
+            "Invalid API key",
+        )
+    };
+    let Ok(key) = ApiKey::parse(raw) else {
+        return Err(reject("invalid_api_key", None, invalid()).await);
+    };
+    let now = Utc::now();
+    match state.keys.verify(&state.store, &key, now).await {
+        Ok(verified) => {
+            state.keys.record_use(verified.key_id, now);
+            let quota = state
+                .settings
+                .rate_limits
+                .key_quota(verified.rate_limit_per_minute);
+            let decision = state
+                .limiter
+                .check(&Subject::Key(verified.partner_id.to_string()), quota)
+                .await;
+            if let Some(client) = client {
+                let _ = client.partner.set(verified.partner_id);
+                client.note_rate_limit(decision.clone());
             }
-        };
-        let invalid = || {
+            if !decision.allowed {
+                record(
+                    "rate_limited",
+                    Some(verified.partner_id),
+                    json!({ "policy": "key", "limit": decision.limit }),
+                );
+                return Err(rate_limited(&decision));
+            }
+            Ok(PartnerCaller {
+                partner_id: verified.partner_id,
+                user_id: verified.user_id,
+            })
+        }
+        Err(ApiErrorOrRejection::Rejected(KeyRejection::Unknown)) => {
+            Err(reject("invalid_api_key", None, invalid()).await)
+        }
+        Err(ApiErrorOrRejection::Rejected(KeyRejection::Expired { partner_id })) => Err(reject(
+            "expired_api_key",
+            Some(partner_id),
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                ErrorCode::InvalidApiKey,
-                "Invalid API key",
-            )
-        };
-        let Ok(key) = ApiKey::parse(raw) else {
-            return Err(reject("invalid_api_key", None, invalid()).await);
-        };
-        let now = Utc::now();
-        match state.keys.verify(&state.store, &key, now).await {
-            Ok(verified) => {
-                state.keys.record_use(verified.key_id, now);
-                let quota = state
-                    .settings
-                    .rate_limits
-                    .key_quota(verified.rate_limit_per_minute);
-                let decision = state
-                    .limiter
-                    .check(&Subject::Key(verified.partner_id.to_string()), quota)
-                    .await;
-                if let Some(client) = &client {
-                    let _ = client.partner.set(verified.partner_id);
-                    client.note_rate_limit(decision.clone());
-                }
-                if !decision.allowed {
-                    record(
-                        "rate_limited",
-                        Some(verified.partner_id),
-                        json!({ "policy": "key", "limit": decision.limit }),
-                    );
-                    return Err(rate_limited(&decision));
-                }
-                Ok(PartnerCaller {
-                    partner_id: verified.partner_id,
-                    user_id: verified.user_id,
-                })
-            }
-            Err(ApiErrorOrRejection::Rejected(KeyRejection::Unknown)) => {
-                Err(reject("invalid_api_key", None, invalid()).await)
-            }
-            Err(ApiErrorOrRejection::Rejected(KeyRejection::Expired { partner_id })) => {
-                Err(reject(
-                    "expired_api_key",
-                    Some(partner_id),
-                    ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        ErrorCode::ExpiredApiKey,
-                        "this API key has expired; create a new one in the portal",
-                    ),
-                )
-                .await)
-            }
-            Err(ApiErrorOrRejection::Store(e)) => Err(e.into()),
-        }
+                ErrorCode::ExpiredApiKey,
+                "this API key has expired; create a new one in the portal",
+            ),
+        )
+        .await),
+        Err(ApiErrorOrRejection::Store(e)) => Err(e.into()),
     }
 }
 
@@ -309,7 +317,7 @@ pub async fn limit_ip(state: &AppState, client: &ClientInfo) -> Result<(), ApiEr
     Err(rate_limited(&decision))
 }
 
-fn rate_limited(decision: &Decision) -> ApiError {
+pub(crate) fn rate_limited(decision: &Decision) -> ApiError {
     let mut error = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::RateLimitExceeded,

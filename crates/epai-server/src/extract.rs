@@ -25,6 +25,32 @@ where
     }
 }
 
+/// An optional JSON body: no body (or only whitespace) is `None`, anything else must be valid
+/// JSON as for [`ApiJson`].
+pub struct MaybeJson<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for MaybeJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                ApiError::invalid("the request body could not be read")
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(MaybeJson(None));
+        }
+        parse_json(&bytes).map(|value| MaybeJson(Some(value)))
+    }
+}
+
 /// The raw bytes of a JSON body, after the same content-type and size checks as [`ApiJson`];
 /// for handlers that need the exact bytes (idempotency fingerprints) before parsing.
 pub struct JsonBytes(pub Bytes);

@@ -6,10 +6,13 @@
 
 mod accounts;
 mod auth;
+mod caller;
+mod embed;
 mod error;
 mod extract;
 mod health;
 mod ingest;
+mod keys;
 mod metrics;
 mod observe;
 mod openapi;
@@ -26,6 +29,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Method, header};
 use axum::routing::{get, post};
 use epai_domain::EventLimits;
 use epai_store::notify::Notification;
@@ -34,6 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 pub use accounts::AccountSettings;
@@ -246,13 +251,29 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/events", get(reads::list_events))
         .route("/v1/events/batch", post(ingest::post_batch))
-        .route("/v1/insights", get(reads::list_insights))
-        .route("/v1/insights/{id}", get(reads::get_insight))
         .route("/v1/models", get(reads::list_models))
         .route("/v1/usage", get(reads::usage))
         .route("/v1/logs", get(reads::logs))
-        .route("/get-insights", get(reads::original_insights))
-        .route("/functions/v1/get-insights", get(reads::original_insights))
+        .route("/v1/embed-tokens", post(embed::mint))
+        .route("/v1/api-key", get(keys::status).post(keys::regenerate))
+        .route(
+            "/api-key-manager",
+            get(keys::original_status).post(keys::original_regenerate),
+        )
+        .route(
+            "/functions/v1/api-key-manager",
+            get(keys::original_status).post(keys::original_regenerate),
+        )
+        .route("/get-usage-stats", post(keys::original_usage_stats))
+        .route(
+            "/functions/v1/get-usage-stats",
+            post(keys::original_usage_stats),
+        )
+        .route("/get-partner-logs", post(keys::original_partner_logs))
+        .route(
+            "/functions/v1/get-partner-logs",
+            post(keys::original_partner_logs),
+        )
         .route(
             "/get-models",
             get(reads::original_models).post(reads::original_models),
@@ -261,12 +282,32 @@ pub fn router(state: AppState) -> Router {
             "/functions/v1/get-models",
             get(reads::original_models).post(reads::original_models),
         )
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes));
+    // Read by widgets on partners' pages: any origin may call them (embed tokens carry their own
+    // origin restriction); credentials travel in headers, never in cookies.
+    let public_reads = Router::new()
+        .route("/v1/insights", get(reads::list_insights))
+        .route("/v1/insights/{id}", get(reads::get_insight))
+        .route("/get-insights", get(reads::original_insights))
+        .route("/functions/v1/get-insights", get(reads::original_insights))
         .route("/get-public-insight", post(reads::original_public_insight))
         .route(
             "/functions/v1/get-public-insight",
             post(reads::original_public_insight),
         )
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes));
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static("apikey"),
+                ])
+                .max_age(Duration::from_secs(3600)),
+        )
+        .layer(DefaultBodyLimit::max(settings.max_event_body_bytes));
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
@@ -276,6 +317,7 @@ pub fn router(state: AppState) -> Router {
         .route("/docs/docs.js", get(openapi::docs_script))
         .merge(ingest_single)
         .merge(api)
+        .merge(public_reads)
         .merge(accounts::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{error, health, ingest, reads};
+use crate::{embed, error, health, ingest, keys, reads};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,11 +28,18 @@ use crate::{error, health, ingest, reads};
         reads::list_models,
         reads::usage,
         reads::logs,
+        embed::mint,
+        keys::status,
+        keys::regenerate,
         ingest::post_ingest_original,
         ingest::post_ingest_v2,
         reads::original_insights,
         reads::original_models,
         reads::original_public_insight,
+        keys::original_status,
+        keys::original_regenerate,
+        keys::original_usage_stats,
+        keys::original_partner_logs,
     ),
     components(schemas(error::Problem, epai_domain::FieldError)),
     modifiers(&Credentials),
@@ -42,6 +49,7 @@ use crate::{error, health, ingest, reads};
         (name = "models", description = "The model catalogue"),
         (name = "usage", description = "Daily usage"),
         (name = "logs", description = "The partner's request log"),
+        (name = "keys", description = "The partner's API key (portal session)"),
         (name = "original paths", description = "Paths of the original deployment, kept for existing integrations"),
         (name = "operations", description = "Liveness and readiness"),
     )

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::PartnerCaller;
+use crate::caller::{AccountCaller, InsightReader};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
 use crate::observe::ClientInfo;
@@ -86,7 +86,7 @@ pub struct EventPage {
     responses((status = 200, body = EventPage), (status = "4XX", body = Problem)))]
 pub async fn list_events(
     State(state): State<AppState>,
-    caller: PartnerCaller,
+    caller: AccountCaller,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     let limit = bounded("limit", query.limit, 50, 100)?;
@@ -99,7 +99,7 @@ pub async fn list_events(
     };
     let events = state
         .store
-        .as_user(caller.tenant_user()?, async |t| t.events(&filter).await)
+        .as_user(caller.user_id, async |t| t.events(&filter).await)
         .await?;
     let next_cursor = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| encode_cursor(e.occurred_at, e.id)))
@@ -142,12 +142,12 @@ pub struct InsightPage {
     responses((status = 200, body = InsightPage), (status = "4XX", body = Problem)))]
 pub async fn list_insights(
     State(state): State<AppState>,
-    caller: PartnerCaller,
+    caller: InsightReader,
     ApiQuery(query): ApiQuery<InsightsQuery>,
 ) -> Result<Json<InsightPage>, ApiError> {
     let limit = bounded("limit", query.limit, 20, 100)?;
     let filter = InsightFilter {
-        model: query.model,
+        model: scoped_model(&caller, query.model)?,
         since: query.since,
         before: query.cursor.as_deref().map(decode_cursor).transpose()?,
         limit,
@@ -155,8 +155,9 @@ pub async fn list_insights(
     };
     let (insights, total) = state
         .store
-        .as_user(caller.tenant_user()?, async |t| t.insights(&filter).await)
+        .as_user(caller.user_id, async |t| t.insights(&filter).await)
         .await?;
+    let insights = within_scope(&caller, insights);
     let next_cursor = (insights.len() as i64 == limit)
         .then(|| {
             insights
@@ -179,7 +180,7 @@ pub async fn list_insights(
     responses((status = 200, body = InsightRecord), (status = "4XX", body = Problem)))]
 pub async fn get_insight(
     State(state): State<AppState>,
-    caller: PartnerCaller,
+    caller: InsightReader,
     client: Option<axum::Extension<ClientInfo>>,
     Path(id): Path<String>,
 ) -> Result<Json<InsightRecord>, ApiError> {
@@ -187,19 +188,48 @@ pub async fn get_insight(
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
     let found = state
         .store
-        .as_user(caller.tenant_user()?, async |t| t.insight(id).await)
+        .as_user(caller.user_id, async |t| t.insight(id).await)
         .await?;
-    if let Some(insight) = found {
+    if let Some(insight) = found.filter(|i| in_scope(&caller, i)) {
         return Ok(Json(insight));
     }
     report_foreign_insight(&state, &caller, client.map(|c| c.0), id).await;
     Err(not_found())
 }
 
+/// An embed token sees only the insights its scope names.
+fn in_scope(caller: &InsightReader, insight: &InsightRecord) -> bool {
+    caller
+        .embed
+        .as_ref()
+        .is_none_or(|embed| embed.allows(insight.id, insight.model_name.as_deref()))
+}
+
+fn within_scope(caller: &InsightReader, insights: Vec<InsightRecord>) -> Vec<InsightRecord> {
+    insights
+        .into_iter()
+        .filter(|i| in_scope(caller, i))
+        .collect()
+}
+
+/// The model filter, which an embed token scoped to one model may not widen.
+fn scoped_model(
+    caller: &InsightReader,
+    requested: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    match caller.embed.as_ref().and_then(|e| e.model.clone()) {
+        None => Ok(requested),
+        Some(scoped) if requested.as_ref().is_none_or(|r| *r == scoped) => Ok(Some(scoped)),
+        Some(_) => Err(ApiError::not_found(
+            "no insights of that model for this token",
+        )),
+    }
+}
+
 /// Records a `cross_tenant_access` security event when `id` belongs to another partner.
 pub async fn report_foreign_insight(
     state: &AppState,
-    caller: &PartnerCaller,
+    caller: &InsightReader,
     client: Option<ClientInfo>,
     id: Uuid,
 ) {
@@ -207,13 +237,22 @@ pub async fn report_foreign_insight(
         .store
         .as_service_role(async |s| s.insight_owner(id).await)
         .await;
+    let own_partner = match caller.partner_id {
+        Some(partner) => Some(partner),
+        None => state
+            .store
+            .as_user(caller.user_id, async |t| t.partner().await)
+            .await
+            .ok()
+            .map(|p| p.id),
+    };
     if let Ok(Some(owner)) = owner
-        && owner != caller.partner_id
+        && Some(owner) != own_partner
     {
         state.activity.security(SecurityEvent {
             event_type: "cross_tenant_access".into(),
-            partner_id: Some(caller.partner_id),
-            user_id: caller.user_id,
+            partner_id: own_partner,
+            user_id: Some(caller.user_id),
             ip_address: client.as_ref().and_then(ClientInfo::ip_text),
             user_agent: client.and_then(|c| c.user_agent),
             details: json!({ "resource": "insight", "id": id }),
@@ -232,11 +271,11 @@ pub struct ModelList {
     responses((status = 200, body = ModelList), (status = "4XX", body = Problem)))]
 pub async fn list_models(
     State(state): State<AppState>,
-    caller: PartnerCaller,
+    caller: AccountCaller,
 ) -> Result<Json<ModelList>, ApiError> {
     let models = state
         .store
-        .as_user(caller.tenant_user()?, async |t| t.models().await)
+        .as_user(caller.user_id, async |t| t.models().await)
         .await?;
     Ok(Json(ModelList { data: models }))
 }
@@ -265,13 +304,13 @@ pub struct UsageReport {
     responses((status = 200, body = UsageReport), (status = "4XX", body = Problem)))]
 pub async fn usage(
     State(state): State<AppState>,
-    caller: PartnerCaller,
+    caller: AccountCaller,
     ApiQuery(query): ApiQuery<UsageQuery>,
 ) -> Result<Json<UsageReport>, ApiError> {
     let days = bounded("days", query.days, 30, 366)? as i32;
     let summary = state
         .store
-        .as_user(caller.tenant_user()?, async |t| t.usage_summary(days).await)
+        .as_user(caller.user_id, async |t| t.usage_summary(days).await)
         .await?;
     let events: i64 = summary.iter().map(|d| i64::from(d.event_count)).sum();
     let insights: i64 = summary.iter().map(|d| i64::from(d.insight_count)).sum();
@@ -307,14 +346,14 @@ pub struct LogPage {
     responses((status = 200, body = LogPage), (status = "4XX", body = Problem)))]
 pub async fn logs(
     State(state): State<AppState>,
-    caller: PartnerCaller,
+    caller: AccountCaller,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<Json<LogPage>, ApiError> {
     let limit = bounded("limit", query.limit, 100, 1000)? as i32;
     let offset = non_negative("offset", query.offset)? as i32;
     let logs = state
         .store
-        .as_user(caller.tenant_user()?, async |t| t.logs(limit, offset).await)
+        .as_user(caller.user_id, async |t| t.logs(limit, offset).await)
         .await?;
     Ok(Json(LogPage {
         data: logs,
@@ -338,18 +377,20 @@ pub struct OriginalPage {
     responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
 pub async fn original_insights(
     State(state): State<AppState>,
-    caller: PartnerCaller,
+    caller: InsightReader,
     ApiQuery(query): ApiQuery<OriginalPage>,
 ) -> Result<Json<Value>, ApiError> {
     let filter = InsightFilter {
+        model: scoped_model(&caller, None)?,
         limit: bounded("limit", query.limit, 10, 100)?,
         offset: non_negative("offset", query.offset)?,
         ..InsightFilter::default()
     };
     let (insights, total) = state
         .store
-        .as_user(caller.tenant_user()?, async |t| t.insights(&filter).await)
+        .as_user(caller.user_id, async |t| t.insights(&filter).await)
         .await?;
+    let insights = within_scope(&caller, insights);
     let shaped: Vec<Value> = insights
         .iter()
         .map(|i| {
@@ -386,7 +427,7 @@ const ORIGINAL_MODELS_PER_PAGE: usize = 6;
     responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
 pub async fn original_models(
     State(state): State<AppState>,
-    caller: PartnerCaller,
+    caller: AccountCaller,
     ApiQuery(query): ApiQuery<ModelsPage>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -405,7 +446,7 @@ pub async fn original_models(
     })?;
     let models = state
         .store
-        .as_user(caller.tenant_user()?, async |t| t.models().await)
+        .as_user(caller.user_id, async |t| t.models().await)
         .await?;
     let shaped: Vec<Value> = models
         .iter()
@@ -438,7 +479,7 @@ pub struct PublicInsightRequest {
     responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
 pub async fn original_public_insight(
     State(state): State<AppState>,
-    caller: PartnerCaller,
+    caller: InsightReader,
     client: Option<axum::Extension<ClientInfo>>,
     crate::extract::ApiJson(request): crate::extract::ApiJson<PublicInsightRequest>,
 ) -> Result<Json<Value>, ApiError> {
@@ -446,9 +487,9 @@ pub async fn original_public_insight(
     let id = Uuid::parse_str(&request.insight_id).map_err(|_| not_found())?;
     let found = state
         .store
-        .as_user(caller.tenant_user()?, async |t| t.insight(id).await)
+        .as_user(caller.user_id, async |t| t.insight(id).await)
         .await?;
-    match found {
+    match found.filter(|i| in_scope(&caller, i)) {
         Some(i) => Ok(Json(json!({
             "insight": {"id": i.id, "model_id": i.model_id, "content": i.content, "created_at": i.created_at}
         }))),

@@ -124,6 +124,33 @@ impl JwtKeys {
     }
 }
 
+impl JwtKeys {
+    /// Signs other claims (embed tokens) with the same key and key id.
+    pub(crate) fn sign<T: serde::Serialize>(&self, claims: &T) -> Result<String, ApiError> {
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| ApiError::internal(format_args!("cannot sign a token: {e}")))
+    }
+
+    /// The claims of a token signed by this key for `audience`, if it is valid now.
+    pub(crate) fn verify_for<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Option<T> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.kid.as_deref() != Some(self.kid.as_str()) {
+            return None;
+        }
+        let mut validation = self.validation.clone();
+        validation.set_audience(&[audience]);
+        jsonwebtoken::decode::<T>(token, &self.decoding, &validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+}
+
 impl fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtKeys")

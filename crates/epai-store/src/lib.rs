@@ -37,6 +37,6 @@ pub use ingest::{IngestOptions, IngestWriter};
 pub use migrate::{MigrationStatus, latest_migration_version, migrate};
 pub use service::{IdempotencyClaim, NewEvent, NewPartner, ServiceRole, StoredKey};
 pub use tenant::{
-    ApiKeyStatus, EventFilter, EventRecord, InsightFilter, InsightRecord, LogEntry, ModelRecord,
-    PartnerRecord, Tenant, UsageDay,
+    ApiKeyStatus, EventFilter, EventRecord, InsightFilter, InsightRecord, LogDetail, LogEntry,
+    ModelRecord, PartnerRecord, Tenant, UsageDay, UsageTotals,
 };

@@ -364,3 +364,56 @@ impl Tenant<'_> {
             .collect())
     }
 }
+
+/// All-time totals for the original `/get-usage-stats` path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UsageTotals {
+    pub total_ingestion_events: i64,
+    pub total_insights_generated: i64,
+    pub latest_event_timestamp: Option<DateTime<Utc>>,
+}
+
+/// A request log row with its (masked) bodies.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LogDetail {
+    pub id: Uuid,
+    pub created_at: Option<DateTime<Utc>>,
+    pub method: String,
+    pub path: String,
+    pub status_code: i32,
+    pub duration_ms: Option<i32>,
+    pub request_body: Option<serde_json::Value>,
+    pub response_body: Option<serde_json::Value>,
+}
+
+impl Tenant<'_> {
+    pub async fn usage_totals(&self) -> Result<UsageTotals, StoreError> {
+        let row = self.tx.query_one(named_query!("usage/totals"), &[]).await?;
+        Ok(UsageTotals {
+            total_ingestion_events: row.get("total_ingestion_events"),
+            total_insights_generated: row.get("total_insights_generated"),
+            latest_event_timestamp: row.get("latest_event_timestamp"),
+        })
+    }
+
+    /// Request logs with bodies, newest first.
+    pub async fn log_details(&self, limit: i64, offset: i64) -> Result<Vec<LogDetail>, StoreError> {
+        let rows = self
+            .tx
+            .query(named_query!("logs/details"), &[&limit, &offset])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| LogDetail {
+                id: row.get("id"),
+                created_at: row.get("created_at"),
+                method: row.get("method"),
+                path: row.get("endpoint"),
+                status_code: row.get("status"),
+                duration_ms: row.get("duration"),
+                request_body: row.get("request_body"),
+                response_body: row.get("response_body"),
+            })
+            .collect())
+    }
+}

@@ -22,6 +22,8 @@ pub struct TestDatabase {
     name: String,
     target: DatabaseTarget,
     server: tokio_postgres::Config,
+    /// Only the handle that created the database drops it.
+    owned: bool,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -62,6 +64,17 @@ impl TestDatabase {
             name,
             target: DatabaseTarget::from_url(&url).expect("test database url"),
             server,
+            owned: true,
+        }
+    }
+
+    /// Another handle on the same database (for a second server); it does not drop it.
+    pub fn sibling(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            target: self.target.clone(),
+            server: self.server.clone(),
+            owned: false,
         }
     }
 
@@ -136,6 +149,9 @@ fn config_to_url(config: &tokio_postgres::Config) -> String {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let server = self.server.clone();
         let name = self.name.clone();
         // Drop runs inside or outside a runtime; a thread with its own runtime works in both.

@@ -29,6 +29,11 @@ impl TestApp {
         Self::spawn_with(db, ServerSettings::default()).await
     }
 
+    /// A second server on the same database (the first must have been shut down or kept).
+    pub async fn spawn_sharing(other: &TestApp) -> Self {
+        Self::spawn_with(other.db.sibling(), ServerSettings::default()).await
+    }
+
     pub async fn spawn_with(db: TestDatabase, settings: ServerSettings) -> Self {
         let limiter = settings.rate_limits.limiter().unwrap();
         Self::spawn_with_limiter(db, settings, limiter).await
@@ -200,5 +205,31 @@ impl TestApp {
             .await
             .unwrap()
             .get(0)
+    }
+}
+
+impl TestApp {
+    /// Signs up a new portal account and returns its access token.
+    pub async fn portal_session(&self, email: &str) -> String {
+        let response = self
+            .post_anonymous(
+                "/auth/v1/signup",
+                &serde_json::json!({ "email": email, "password": "a long enough password", "data": { "name": "Portal Co" } }),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn with_bearer(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
     }
 }

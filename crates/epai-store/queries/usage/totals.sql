@@ -1,0 +1,11 @@
+-- All-time totals of the current partner (the original /get-usage-stats).
+WITH partner AS (
+  SELECT id FROM partners WHERE user_id = (SELECT auth.uid())
+)
+SELECT
+  (SELECT count(*) FROM ingestion_events WHERE partner_id = (SELECT id FROM partner))
+    AS total_ingestion_events,
+  (SELECT count(*) FROM insights WHERE partner_id = (SELECT id FROM partner))
+    AS total_insights_generated,
+  (SELECT max(created_at) FROM ingestion_events WHERE partner_id = (SELECT id FROM partner))
+    AS latest_event_timestamp
