@@ -3,6 +3,7 @@
 //! Owns how the pieces are started and connected (`serve`, `migrate`, operator commands); holds
 //! no business rules of its own, which live in the store, engine and server crates.
 
+mod bench;
 mod config;
 mod database;
 mod demo;
@@ -47,6 +48,8 @@ enum Command {
     Key(KeyCommand),
     /// Load a demo partner with four weeks of realistic events, and print its API key.
     Demo,
+    /// Measure ingest and key verification against PostgreSQL's own ceiling, in a scratch database.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -137,6 +140,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
         Command::Serve(args) => serve(&global, &args).await,
+        Command::Bench(args) => bench::run(&global, args).await,
         Command::Migrate => {
             let db = database::open(&global, database::Ownership::Shared).await?;
             let applied = db.migrate().await?;

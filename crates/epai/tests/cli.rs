@@ -65,6 +65,7 @@ fn version_and_help_for_every_command() {
         vec!["key", "--help"],
         vec!["key", "rotate", "--help"],
         vec!["demo", "--help"],
+        vec!["bench", "--help"],
     ] {
         let help = stdout(&run(epai().args(&args)));
         assert!(help.contains("Usage: epai"), "{args:?}: {help}");
