@@ -63,23 +63,27 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/auth/v1/user", get(current_user))
 }
 
-#[derive(Deserialize)]
-struct SignupRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct SignupRequest {
     email: String,
     password: String,
     #[serde(default)]
     data: Option<SignupData>,
 }
 
-#[derive(Deserialize)]
-struct SignupData {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct SignupData {
     #[serde(default)]
     name: Option<String>,
 }
 
 /// Creates the account, its partner and a first session in one transaction; answers 200 with
 /// the session, like GoTrue with auto-confirmation.
-async fn signup(
+/// Creates an account, its partner and a session (GoTrue-compatible).
+#[utoipa::path(post, path = "/auth/v1/signup", tag = "accounts", request_body = SignupRequest,
+    responses((status = 200, body = Object, description = "a session, as from the token endpoint"),
+              (status = "4XX", body = crate::error::Problem)))]
+pub(crate) async fn signup(
     State(state): State<AppState>,
     client: ClientContext,
     ApiJson(request): ApiJson<SignupRequest>,
@@ -123,19 +127,24 @@ async fn signup(
 }
 
 #[derive(Deserialize)]
-struct GrantType {
+pub(crate) struct GrantType {
     grant_type: Option<String>,
 }
 
 /// Every grant's fields; which ones are required depends on `grant_type`.
-#[derive(Deserialize)]
-struct TokenRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct TokenRequest {
     email: Option<String>,
     password: Option<String>,
     refresh_token: Option<String>,
 }
 
-async fn token(
+/// Password login or refresh-token rotation (`grant_type=password` or `refresh_token`).
+#[utoipa::path(post, path = "/auth/v1/token", tag = "accounts", request_body = TokenRequest,
+    params(("grant_type" = String, Query, description = "password or refresh_token")),
+    responses((status = 200, body = Object, description = "access_token, token_type, expires_in, expires_at, refresh_token, user"),
+              (status = "4XX", body = crate::error::Problem)))]
+pub(crate) async fn token(
     State(state): State<AppState>,
     client: ClientContext,
     grant: Result<Query<GrantType>, QueryRejection>,
@@ -300,7 +309,10 @@ async fn refresh_grant(
 
 /// Ends the caller's session: its refresh tokens stop working at once. The access token
 /// itself stays valid until it expires, as with GoTrue.
-async fn logout(
+/// Ends the session: its refresh tokens stop working.
+#[utoipa::path(post, path = "/auth/v1/logout", tag = "accounts", security(("session" = [])),
+    responses((status = 204), (status = "4XX", body = crate::error::Problem)))]
+pub(crate) async fn logout(
     State(state): State<AppState>,
     session: SessionUser,
 ) -> Result<StatusCode, ApiError> {
@@ -315,7 +327,10 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn current_user(
+/// The signed-in user.
+#[utoipa::path(get, path = "/auth/v1/user", tag = "accounts", security(("session" = [])),
+    responses((status = 200, body = Object), (status = "4XX", body = crate::error::Problem)))]
+pub(crate) async fn current_user(
     State(state): State<AppState>,
     session: SessionUser,
 ) -> Result<Json<UserObject>, ApiError> {
@@ -347,7 +362,7 @@ struct SessionResponse {
 
 /// GoTrue's user object.
 #[derive(Serialize)]
-struct UserObject {
+pub(crate) struct UserObject {
     id: AuthUserId,
     aud: &'static str,
     role: String,
@@ -421,7 +436,7 @@ fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
 
 /// Who is calling, for sessions and security events: the client address (the socket's peer,
 /// or what a trusted proxy reports) and the user agent.
-struct ClientContext {
+pub(crate) struct ClientContext {
     ip_address: Option<String>,
     user_agent: Option<String>,
 }

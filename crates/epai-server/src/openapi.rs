@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{embed, error, health, ingest, keys, reads};
+use crate::{accounts, embed, error, health, ingest, keys, reads};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,10 @@ use crate::{embed, error, health, ingest, keys, reads};
             RateLimit and X-RateLimit-* headers.",
     ),
     paths(
+        accounts::signup,
+        accounts::token,
+        accounts::logout,
+        accounts::current_user,
         health::health,
         health::ready,
         ingest::post_event,
@@ -51,6 +55,7 @@ use crate::{embed, error, health, ingest, keys, reads};
         (name = "logs", description = "The partner's request log"),
         (name = "keys", description = "The partner's API key (portal session)"),
         (name = "original paths", description = "Paths of the original deployment, kept for existing integrations"),
+        (name = "accounts", description = "Portal accounts and sessions (GoTrue-compatible)"),
         (name = "operations", description = "Liveness and readiness"),
     )
 )]

@@ -63,6 +63,49 @@ pub struct NewEvent {
     pub created_at: Option<DateTime<Utc>>,
 }
 
+/// Events as the column arrays of `queries/events/insert.sql`.
+pub(crate) struct EventColumns<'a> {
+    ids: Vec<Uuid>,
+    partners: Vec<Uuid>,
+    event_types: Vec<&'a str>,
+    data: Vec<&'a Value>,
+    sources: Vec<&'a str>,
+    versions: Vec<&'a str>,
+    metadata: Vec<Option<&'a Value>>,
+    occurred: Vec<DateTime<Utc>>,
+    created: Vec<Option<DateTime<Utc>>>,
+}
+
+impl<'a> EventColumns<'a> {
+    pub(crate) fn of(events: &'a [NewEvent]) -> Self {
+        Self {
+            ids: events.iter().map(|e| e.id).collect(),
+            partners: events.iter().map(|e| e.partner_id.as_uuid()).collect(),
+            event_types: events.iter().map(|e| e.event_type.as_str()).collect(),
+            data: events.iter().map(|e| &e.data).collect(),
+            sources: events.iter().map(|e| e.source.as_str()).collect(),
+            versions: events.iter().map(|e| e.version.as_str()).collect(),
+            metadata: events.iter().map(|e| e.metadata.as_ref()).collect(),
+            occurred: events.iter().map(|e| e.occurred_at).collect(),
+            created: events.iter().map(|e| e.created_at).collect(),
+        }
+    }
+
+    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 9] {
+        [
+            &self.ids,
+            &self.partners,
+            &self.event_types,
+            &self.data,
+            &self.sources,
+            &self.versions,
+            &self.metadata,
+            &self.occurred,
+            &self.created,
+        ]
+    }
+}
+
 /// What a key lookup found: the key's row and its partner's account.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredKey {
@@ -152,31 +195,10 @@ impl ServiceRole<'_> {
 
     /// Stores events (of any partners) in a single statement.
     pub async fn insert_events(&self, events: &[NewEvent]) -> Result<u64, StoreError> {
-        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-        let partners: Vec<Uuid> = events.iter().map(|e| e.partner_id.as_uuid()).collect();
-        let event_types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-        let data: Vec<&Value> = events.iter().map(|e| &e.data).collect();
-        let sources: Vec<&str> = events.iter().map(|e| e.source.as_str()).collect();
-        let versions: Vec<&str> = events.iter().map(|e| e.version.as_str()).collect();
-        let metadata: Vec<Option<&Value>> = events.iter().map(|e| e.metadata.as_ref()).collect();
-        let occurred: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
-        let created: Vec<Option<DateTime<Utc>>> = events.iter().map(|e| e.created_at).collect();
+        let columns = EventColumns::of(events);
         Ok(self
             .tx
-            .execute(
-                named_query!("events/insert"),
-                &[
-                    &ids,
-                    &partners,
-                    &event_types,
-                    &data,
-                    &sources,
-                    &versions,
-                    &metadata,
-                    &occurred,
-                    &created,
-                ],
-            )
+            .execute(named_query!("events/insert"), &columns.params())
             .await?)
     }
 

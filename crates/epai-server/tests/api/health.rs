@@ -128,6 +128,10 @@ async fn the_openapi_document_describes_the_api_and_docs_render_it_offline() {
         "/get-insights",
         "/health",
         "/ready",
+        "/auth/v1/signup",
+        "/auth/v1/token",
+        "/v1/api-key",
+        "/v1/embed-tokens",
     ] {
         assert!(spec["paths"][path].is_object(), "{path} is not documented");
     }
