@@ -173,3 +173,15 @@ async fn the_openapi_document_describes_the_api_and_docs_render_it_offline() {
     );
     assert!(script.text().await.unwrap().contains("/openapi.json"));
 }
+
+#[tokio::test]
+async fn the_api_also_speaks_h2c() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+}

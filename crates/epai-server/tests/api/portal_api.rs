@@ -423,3 +423,77 @@ async fn browsers_may_call_the_public_read_endpoints_from_any_origin() {
         .unwrap();
     problem(delete, 405, "method-not-allowed").await;
 }
+
+#[tokio::test]
+async fn no_password_key_or_token_is_ever_written_to_logs_or_security_events() {
+    let mut app = TestApp::spawn().await;
+    let password = "S3cret-passphrase-for-logs";
+    let signup = app
+        .post_anonymous(
+            "/auth/v1/signup",
+            &json!({"email": "careful@portal.test", "password": password}),
+        )
+        .await;
+    assert_eq!(signup.status(), 200);
+    let session: Value = signup.json().await.unwrap();
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let refresh = session["refresh_token"].as_str().unwrap().to_owned();
+    let wrong = app
+        .post_anonymous(
+            "/auth/v1/token?grant_type=password",
+            &json!({"email": "careful@portal.test", "password": format!("{password}-wrong")}),
+        )
+        .await;
+    assert_eq!(wrong.status(), 400);
+    let key = key_from(&app, &access).await;
+    app.post_json(
+        "/v1/events",
+        &key,
+        &json!({"event_type": "x", "data": {"note": format!("my key is {key}")}}),
+    )
+    .await;
+    let refreshed = app
+        .post_anonymous(
+            "/auth/v1/token?grant_type=refresh_token",
+            &json!({"refresh_token": refresh}),
+        )
+        .await;
+    assert_eq!(refreshed.status(), 200);
+    let embed: Value = embed_token(&app, &key, json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let embed = embed["token"].as_str().unwrap().to_owned();
+
+    let admin = app.db.admin().await;
+    app.shutdown().await;
+    let written: String = admin
+        .query_one(
+            "SELECT coalesce(string_agg(row_to_json(l)::text, ' '), '') FROM (
+               SELECT * FROM logs) l",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let security: String = admin
+        .query_one(
+            "SELECT coalesce(string_agg(row_to_json(s)::text, ' '), '') FROM security_events s",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        written.contains("/auth/v1/signup"),
+        "the requests were logged"
+    );
+    for secret in [password, &key, &access, &refresh, &embed] {
+        assert!(!written.contains(secret), "logs contain a secret");
+        assert!(
+            !security.contains(secret),
+            "security events contain a secret"
+        );
+    }
+}
