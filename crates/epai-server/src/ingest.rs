@@ -184,19 +184,42 @@ pub async fn post_event(
     headers: HeaderMap,
     JsonBytes(bytes): JsonBytes,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
     let body: Value = parse_json(&bytes)?;
-    let event = one_event(body, Utc::now(), &state, None)
+    ingest_one(
+        &state,
+        &caller,
+        &headers,
+        (&bytes, "/v1/events"),
+        body,
+        StatusCode::ACCEPTED,
+        |id| to_json(&EventAccepted { id }),
+    )
+    .await
+}
+
+/// Validates and stores one event, answering `status` with `answer(id)` (once per
+/// idempotency key). The idempotency fingerprint covers the raw body and the path.
+async fn ingest_one(
+    state: &AppState,
+    caller: &PartnerCaller,
+    headers: &HeaderMap,
+    (raw, path): (&[u8], &str),
+    event: Value,
+    status: StatusCode,
+    answer: impl FnOnce(Uuid) -> Value,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(headers)?;
+    let event = one_event(event, Utc::now(), state, None)
         .map_err(|errors| validation_failed("the event is invalid", errors))?;
     let stored = stored_event(caller.partner_id, event);
-    let id = stored.id;
+    let body = answer(stored.id);
     store_events(
-        &state,
+        state,
         caller.partner_id,
-        with_fingerprint(key, "/v1/events", &bytes),
+        with_fingerprint(key, path, raw),
         vec![stored],
-        StatusCode::ACCEPTED,
-        to_json(&EventAccepted { id }),
+        status,
+        body,
     )
     .await
 }
@@ -273,19 +296,15 @@ pub async fn post_ingest_original(
     headers: HeaderMap,
     JsonBytes(bytes): JsonBytes,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
     let body: Value = parse_json(&bytes)?;
-    let event = one_event(body, Utc::now(), &state, None)
-        .map_err(|errors| validation_failed("the event is invalid", errors))?;
-    let stored = stored_event(caller.partner_id, event);
-    let id = stored.id;
-    store_events(
+    ingest_one(
         &state,
-        caller.partner_id,
-        with_fingerprint(key, "/ingest", &bytes),
-        vec![stored],
+        &caller,
+        &headers,
+        (&bytes, "/ingest"),
+        body,
         StatusCode::CREATED,
-        json!({ "success": true, "message": "Event ingested successfully", "eventId": id }),
+        |id| json!({ "success": true, "message": "Event ingested successfully", "eventId": id }),
     )
     .await
 }
@@ -309,24 +328,15 @@ pub async fn post_ingest_v2(
     headers: HeaderMap,
     JsonBytes(bytes): JsonBytes,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
     let body: IntegrationGuideEvent = parse_json(&bytes)?;
-    let event = one_event(
+    ingest_one(
+        &state,
+        &caller,
+        &headers,
+        (&bytes, "/ingest-v2"),
         json!({ "event_type": body.event_type, "data": body.payload }),
-        Utc::now(),
-        &state,
-        None,
-    )
-    .map_err(|errors| validation_failed("the event is invalid", errors))?;
-    let stored = stored_event(caller.partner_id, event);
-    let id = stored.id;
-    store_events(
-        &state,
-        caller.partner_id,
-        with_fingerprint(key, "/ingest-v2", &bytes),
-        vec![stored],
         StatusCode::CREATED,
-        json!({ "status": "success", "message": "Event ingested", "eventId": id }),
+        |id| json!({ "status": "success", "message": "Event ingested", "eventId": id }),
     )
     .await
 }

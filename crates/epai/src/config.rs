@@ -78,7 +78,12 @@ pub struct GlobalArgs {
     pub redis_url: Option<String>,
 
     /// Log filter, e.g. "info" or "epai_server=debug,info".
-    #[arg(long, env = "EPAI_LOG", default_value = "info", global = true)]
+    #[arg(
+        long,
+        env = "EPAI_LOG",
+        default_value = "info,refinery_core=warn",
+        global = true
+    )]
     pub log: String,
 }
 
