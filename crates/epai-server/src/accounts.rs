@@ -205,6 +205,9 @@ async fn password_grant(
         .store
         .as_service_role(async |service| service.find_user_for_login(&email).await)
         .await?;
+    if let Some(candidate) = &candidate {
+        refuse_locked_account(state, client, candidate).await?;
+    }
     let stored_hash = candidate.as_ref().and_then(|c| c.password_hash.clone());
     let verified = verify_password(stored_hash, password).await?;
     match candidate {
@@ -235,6 +238,53 @@ async fn password_grant(
             Err(invalid_credentials())
         }
     }
+}
+
+/// Failed logins an account may have within `LOGIN_FAILURE_WINDOW` before further attempts
+/// are refused (the original deployment's 10 per hour per account).
+const MAX_LOGIN_FAILURES: i64 = 10;
+const LOGIN_FAILURE_WINDOW: chrono::Duration = chrono::Duration::hours(1);
+
+/// Refuses a password guess for an account that has failed too often lately, without spending
+/// the password hash on it; the lock lifts as the failures age out of the window.
+async fn refuse_locked_account(
+    state: &AppState,
+    client: &ClientContext,
+    candidate: &epai_store::LoginCandidate,
+) -> Result<(), ApiError> {
+    let now = Utc::now();
+    let failures = state
+        .store
+        .as_service_role(async |service| {
+            service
+                .recent_login_failures(
+                    candidate.user_id,
+                    now - LOGIN_FAILURE_WINDOW,
+                    MAX_LOGIN_FAILURES,
+                )
+                .await
+        })
+        .await?;
+    if failures.count < MAX_LOGIN_FAILURES {
+        return Ok(());
+    }
+    let unlocks_at = failures.oldest.unwrap_or(now) + LOGIN_FAILURE_WINDOW;
+    state.activity.security(SecurityEvent {
+        event_type: "login_locked".to_owned(),
+        partner_id: candidate.partner_id,
+        user_id: Some(candidate.user_id),
+        ip_address: client.ip_address.clone(),
+        user_agent: client.user_agent.clone(),
+        details: json!({ "failures_in_window": failures.count, "unlocks_at": unlocks_at }),
+        created_at: now,
+    });
+    let mut error = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimitExceeded,
+        "too many failed sign-ins for this account; try again later",
+    );
+    error.retry_after_seconds = Some((unlocks_at - now).num_seconds().max(1).unsigned_abs());
+    Err(error)
 }
 
 async fn record_login_failure(

@@ -35,6 +35,7 @@ pub use connect::{DatabaseTarget, KeyPolicy, Store, StoreOptions};
 pub use error::StoreError;
 pub use ingest::{IngestOptions, IngestWriter};
 pub use migrate::{MigrationStatus, latest_migration_version, migrate};
+pub use security_events::LoginFailures;
 pub use service::{IdempotencyClaim, NewEvent, NewPartner, ServiceRole, StoredKey};
 pub use tenant::{
     ApiKeyStatus, EventFilter, EventRecord, InsightFilter, InsightRecord, LogDetail, LogEntry,

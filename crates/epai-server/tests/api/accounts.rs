@@ -517,3 +517,40 @@ async fn refresh_tokens_are_stored_only_as_sha256_hashes_out_of_reach_of_api_rol
         assert!(row_security, "{table} has row-level security");
     }
 }
+
+#[tokio::test]
+async fn ten_failed_logins_lock_the_account_for_an_hour_but_not_others() {
+    let mut app = TestApp::spawn().await;
+    app.signed_up("target@acme.test").await;
+    app.signed_up("bystander@acme.test").await;
+    for _ in 0..10 {
+        let wrong = app
+            .login("target@acme.test", "not the password at all")
+            .await;
+        problem(wrong, 400, "auth/invalid-credentials").await;
+    }
+    let locked = app.login("target@acme.test", PASSWORD).await;
+    let retry_after: i64 = locked.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3500..=3600).contains(&retry_after), "{retry_after}");
+    problem(locked, 429, "rate-limit/exceeded").await;
+    assert_eq!(
+        app.login("bystander@acme.test", PASSWORD).await.status(),
+        200
+    );
+
+    let admin = app.db.admin().await;
+    app.shutdown().await;
+    let locks: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM security_events WHERE event_type = 'login_locked'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(locks, 1);
+}
