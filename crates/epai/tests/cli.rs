@@ -487,3 +487,78 @@ async fn portal_sessions_survive_a_restart_because_the_generated_secret_is_kept(
     let stderr = String::from_utf8_lossy(&too_short.stderr);
     assert!(stderr.contains("at least 32 bytes"), "{stderr}");
 }
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_acknowledged_event() {
+    let db = TestDatabase::migrated().await;
+    let created = json(&run(epai().env("DATABASE_URL", db.url()).args([
+        "partner",
+        "create",
+        "--name",
+        "Busy",
+        "--email",
+        "busy@load.test",
+        "--json",
+    ])));
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let url_env = db.url();
+    let (mut server, url) = spawn_serve_with(
+        dir.path(),
+        &[
+            ("DATABASE_URL", url_env.as_str()),
+            ("EPAI_RATE_LIMIT_PER_KEY", "0"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let send = |i: usize| {
+        client
+            .post(format!("{url}/v1/events"))
+            .header("apikey", &key)
+            .json(&serde_json::json!({"event_type": "tick", "data": {"i": i}}))
+            .send()
+    };
+    let mut in_flight: futures_util::stream::FuturesUnordered<_> = (0..400).map(send).collect();
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    let mut signalled = false;
+    while let Some(outcome) = futures_util::StreamExt::next(&mut in_flight).await {
+        match outcome {
+            Ok(response) if response.status() == 202 => {
+                let body: serde_json::Value = response.json().await.unwrap();
+                acknowledged.push(body["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap());
+            }
+            // Once shutdown starts, new connections are refused: not acknowledged, not stored.
+            _ => refused += 1,
+        }
+        if acknowledged.len() == 50 && !signalled {
+            signal(&server, Signal::SIGTERM);
+            signalled = true;
+        }
+    }
+    assert!(server.wait().unwrap().success(), "graceful exit");
+    assert!(
+        acknowledged.len() >= 50,
+        "{} acknowledged",
+        acknowledged.len()
+    );
+    let stored: i64 = db
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM ingestion_events WHERE id = ANY($1)",
+            &[&acknowledged],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    println!(
+        "sent 400, acknowledged {}, refused {refused}, stored {stored}",
+        acknowledged.len()
+    );
+    assert_eq!(
+        stored as usize,
+        acknowledged.len(),
+        "every acknowledged event is stored ({refused} requests were refused)"
+    );
+}
