@@ -82,7 +82,7 @@ pub(crate) struct SignupData {
 /// Creates an account, its partner and a session (GoTrue-compatible).
 #[utoipa::path(post, path = "/auth/v1/signup", tag = "accounts", request_body = SignupRequest,
     responses((status = 200, body = Object, description = "a session, as from the token endpoint"),
-              (status = "4XX", body = crate::error::Problem)))]
+              (status = "4XX", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn signup(
     State(state): State<AppState>,
     client: ClientContext,
@@ -143,7 +143,7 @@ pub(crate) struct TokenRequest {
 #[utoipa::path(post, path = "/auth/v1/token", tag = "accounts", request_body = TokenRequest,
     params(("grant_type" = String, Query, description = "password or refresh_token")),
     responses((status = 200, body = Object, description = "access_token, token_type, expires_in, expires_at, refresh_token, user"),
-              (status = "4XX", body = crate::error::Problem)))]
+              (status = "4XX", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn token(
     State(state): State<AppState>,
     client: ClientContext,
@@ -361,7 +361,7 @@ async fn refresh_grant(
 /// itself stays valid until it expires, as with GoTrue.
 /// Ends the session: its refresh tokens stop working.
 #[utoipa::path(post, path = "/auth/v1/logout", tag = "accounts", security(("session" = [])),
-    responses((status = 204), (status = "4XX", body = crate::error::Problem)))]
+    responses((status = 204), (status = "4XX", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn logout(
     State(state): State<AppState>,
     session: SessionUser,
@@ -379,7 +379,7 @@ pub(crate) async fn logout(
 
 /// The signed-in user.
 #[utoipa::path(get, path = "/auth/v1/user", tag = "accounts", security(("session" = [])),
-    responses((status = 200, body = Object), (status = "4XX", body = crate::error::Problem)))]
+    responses((status = 200, body = Object), (status = "4XX", body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn current_user(
     State(state): State<AppState>,
     session: SessionUser,

@@ -107,7 +107,7 @@ fn parse_origin(raw: &str) -> Result<String, ApiError> {
 /// (all, one, or one model's) and nothing else: no ingest, logs, usage or keys.
 #[utoipa::path(post, path = "/v1/embed-tokens", tag = "insights",
     request_body = EmbedTokenRequest, security(("apikey" = []), ("session" = [])),
-    responses((status = 201, body = EmbedToken), (status = "4XX", body = Problem)))]
+    responses((status = 201, body = EmbedToken), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn mint(
     State(state): State<AppState>,
     caller: AccountCaller,

@@ -27,7 +27,7 @@ pub(crate) struct Readiness {
 
 /// Readiness: the database answers and carries exactly the migrations this binary expects.
 #[utoipa::path(get, path = "/ready", tag = "operations",
-    responses((status = 200, body = Readiness), (status = 503, body = crate::error::Problem)))]
+    responses((status = 200, body = Readiness), (status = 503, body = crate::error::Problem, content_type = "application/problem+json")))]
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let status = state.store.migration_status().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");

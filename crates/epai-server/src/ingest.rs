@@ -176,8 +176,8 @@ fn to_json<T: Serialize>(value: &T) -> Value {
 #[utoipa::path(post, path = "/v1/events", tag = "events", request_body = EventInput,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     security(("apikey" = [])),
-    responses((status = 202, body = EventAccepted), (status = "4XX", body = Problem),
-              (status = 503, body = Problem)))]
+    responses((status = 202, body = EventAccepted), (status = "4XX", body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json")))]
 pub async fn post_event(
     State(state): State<AppState>,
     caller: PartnerCaller,
@@ -234,8 +234,8 @@ struct Batch {
 #[utoipa::path(post, path = "/v1/events/batch", tag = "events", request_body = BatchRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     security(("apikey" = [])),
-    responses((status = 202, body = BatchAccepted), (status = "4XX", body = Problem),
-              (status = 503, body = Problem)))]
+    responses((status = 202, body = BatchAccepted), (status = "4XX", body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json")))]
 pub async fn post_batch(
     State(state): State<AppState>,
     caller: PartnerCaller,
@@ -289,7 +289,7 @@ pub async fn post_batch(
 /// `201 {"success", "message", "eventId"}`.
 #[utoipa::path(post, path = "/ingest", tag = "original paths", request_body = EventInput,
     security(("apikey" = [])),
-    responses((status = 201, body = Object), (status = "4XX", body = Problem)))]
+    responses((status = 201, body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn post_ingest_original(
     State(state): State<AppState>,
     caller: PartnerCaller,
@@ -321,7 +321,7 @@ pub struct IntegrationGuideEvent {
 /// `{eventType, payload}` → `201 {"status", "message", "eventId"}`.
 #[utoipa::path(post, path = "/ingest-v2", tag = "original paths",
     request_body = IntegrationGuideEvent, security(("apikey" = [])),
-    responses((status = 201, body = Object), (status = "4XX", body = Problem)))]
+    responses((status = 201, body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn post_ingest_v2(
     State(state): State<AppState>,
     caller: PartnerCaller,

@@ -26,7 +26,7 @@ pub struct NewApiKey {
 
 /// The current key's prefix and dates; the key itself is never retrievable.
 #[utoipa::path(get, path = "/v1/api-key", tag = "keys", security(("session" = [])),
-    responses((status = 200, body = ApiKeyStatus), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = ApiKeyStatus), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn status(
     State(state): State<AppState>,
     session: SessionUser,
@@ -42,7 +42,7 @@ pub async fn status(
 /// Replaces the partner's key (`regenerate_api_key_for_partner`); the previous key stops
 /// working after the configured grace period.
 #[utoipa::path(post, path = "/v1/api-key", tag = "keys", security(("session" = [])),
-    responses((status = 201, body = NewApiKey), (status = "4XX", body = Problem)))]
+    responses((status = 201, body = NewApiKey), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn regenerate(
     State(state): State<AppState>,
     session: SessionUser,
@@ -87,7 +87,7 @@ async fn rotate(
 /// Original path `/api-key-manager` (GET): the key's metadata in the original shape, with
 /// `apiKey: null` because a stored key can no longer be shown.
 #[utoipa::path(get, path = "/api-key-manager", tag = "original paths", security(("session" = [])),
-    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn original_status(
     State(state): State<AppState>,
     session: SessionUser,
@@ -107,7 +107,7 @@ pub async fn original_status(
 
 /// Original path `/api-key-manager` (POST): a new key as `{"apiKey"}`.
 #[utoipa::path(post, path = "/api-key-manager", tag = "original paths", security(("session" = [])),
-    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn original_regenerate(
     State(state): State<AppState>,
     session: SessionUser,
@@ -119,7 +119,7 @@ pub async fn original_regenerate(
 
 /// Original path `/get-usage-stats`: all-time totals.
 #[utoipa::path(post, path = "/get-usage-stats", tag = "original paths", security(("session" = [])),
-    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn original_usage_stats(
     State(state): State<AppState>,
     session: SessionUser,
@@ -144,7 +144,7 @@ pub struct LogsPage {
 /// Original path `/get-partner-logs`: request logs with masked bodies.
 #[utoipa::path(post, path = "/get-partner-logs", tag = "original paths",
     request_body = LogsPage, security(("session" = [])),
-    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn original_partner_logs(
     State(state): State<AppState>,
     session: SessionUser,

@@ -83,7 +83,7 @@ pub struct EventPage {
 /// The partner's recent events, newest first.
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
     security(("apikey" = [])),
-    responses((status = 200, body = EventPage), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = EventPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_events(
     State(state): State<AppState>,
     caller: AccountCaller,
@@ -139,7 +139,7 @@ pub struct InsightPage {
 /// The partner's insights, newest first.
 #[utoipa::path(get, path = "/v1/insights", tag = "insights", params(InsightsQuery),
     security(("apikey" = [])),
-    responses((status = 200, body = InsightPage), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = InsightPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_insights(
     State(state): State<AppState>,
     caller: InsightReader,
@@ -177,7 +177,7 @@ pub async fn list_insights(
 #[utoipa::path(get, path = "/v1/insights/{id}", tag = "insights",
     params(("id" = String, Path, description = "Insight id")),
     security(("apikey" = [])),
-    responses((status = 200, body = InsightRecord), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = InsightRecord), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_insight(
     State(state): State<AppState>,
     caller: InsightReader,
@@ -268,7 +268,7 @@ pub struct ModelList {
 
 /// The model catalogue, with inputs and outputs in `metadata`.
 #[utoipa::path(get, path = "/v1/models", tag = "models", security(("apikey" = [])),
-    responses((status = 200, body = ModelList), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = ModelList), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_models(
     State(state): State<AppState>,
     caller: AccountCaller,
@@ -301,7 +301,7 @@ pub struct UsageReport {
 /// Events ingested and insights generated per day (`get_partner_usage_summary`).
 #[utoipa::path(get, path = "/v1/usage", tag = "usage", params(UsageQuery),
     security(("apikey" = [])),
-    responses((status = 200, body = UsageReport), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = UsageReport), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn usage(
     State(state): State<AppState>,
     caller: AccountCaller,
@@ -343,7 +343,7 @@ pub struct LogPage {
 /// The partner's API request log, newest first (`get_logs_for_partner`).
 #[utoipa::path(get, path = "/v1/logs", tag = "logs", params(LogsQuery),
     security(("apikey" = [])),
-    responses((status = 200, body = LogPage), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = LogPage), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn logs(
     State(state): State<AppState>,
     caller: AccountCaller,
@@ -374,7 +374,7 @@ pub struct OriginalPage {
 /// created_at}], count, total}` with `limit` 1..100 (default 10) and `offset`.
 #[utoipa::path(get, path = "/get-insights", tag = "original paths", params(OriginalPage),
     security(("apikey" = [])),
-    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn original_insights(
     State(state): State<AppState>,
     caller: InsightReader,
@@ -424,7 +424,7 @@ const ORIGINAL_MODELS_PER_PAGE: usize = 6;
 /// Original path (also under `/functions/v1`, GET or POST): 6 models per 0-based `page`.
 #[utoipa::path(get, path = "/get-models", tag = "original paths", params(ModelsPage),
     security(("apikey" = [])),
-    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn original_models(
     State(state): State<AppState>,
     caller: AccountCaller,
@@ -476,7 +476,7 @@ pub struct PublicInsightRequest {
 /// created_at}}`.
 #[utoipa::path(post, path = "/get-public-insight", tag = "original paths",
     request_body = PublicInsightRequest, security(("apikey" = [])),
-    responses((status = 200, body = Object), (status = "4XX", body = Problem)))]
+    responses((status = 200, body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn original_public_insight(
     State(state): State<AppState>,
     caller: InsightReader,

@@ -39,7 +39,8 @@ fn looks_like_jwt(word: &str) -> bool {
         })
 }
 
-/// A copy of `value` with secret fields and secret-looking strings masked.
+/// A copy of `value` with secret fields and secret-looking strings masked, and NUL characters
+/// (which PostgreSQL's jsonb cannot store) removed.
 pub fn mask(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
@@ -50,12 +51,13 @@ pub fn mask(value: &Value) -> Value {
                     } else {
                         mask(v)
                     };
-                    (k.clone(), masked)
+                    (k.replace('\0', ""), masked)
                 })
                 .collect::<Map<_, _>>(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(mask).collect()),
         Value::String(s) if looks_like_secret(s) => Value::String(MASK.into()),
+        Value::String(s) => Value::String(s.replace('\0', "")),
         other => other.clone(),
     }
 }
@@ -101,6 +103,12 @@ mod tests {
         }
         assert_eq!(masked["email"], "a@b.c");
         assert_eq!(masked["list"][1], "plain");
+    }
+
+    #[test]
+    fn nul_characters_never_reach_the_log() {
+        let masked = mask(&json!({"a\u{0}b": "c\u{0}d"}));
+        assert_eq!(masked, json!({"ab": "cd"}));
     }
 
     #[test]

@@ -126,7 +126,33 @@ async fn flush(store: &Store, requests: &mut Vec<RequestLog>, security: &mut Vec
         })
         .await;
     if let Err(e) = stored {
-        tracing::error!(error = %e, requests = requests.len(), security = security.len(), "could not store activity");
+        // One unstorable record must not cost the others: store them one by one.
+        tracing::warn!(error = %e, "storing activity in one batch failed; storing record by record");
+        let mut lost = 0;
+        for log in requests.iter() {
+            let one = std::slice::from_ref(log);
+            if store
+                .as_service_role(async |service| service.insert_request_logs(one).await)
+                .await
+                .is_err()
+            {
+                lost += 1;
+            }
+        }
+        for event in security.iter() {
+            let one = std::slice::from_ref(event);
+            if store
+                .as_service_role(async |service| service.insert_security_events(one).await)
+                .await
+                .is_err()
+            {
+                lost += 1;
+            }
+        }
+        if lost > 0 {
+            metrics::counter!("epai_activity_dropped_total").increment(lost);
+            tracing::error!(lost, "activity records could not be stored");
+        }
     }
     requests.clear();
     security.clear();

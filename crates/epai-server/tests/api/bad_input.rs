@@ -218,3 +218,44 @@ async fn responses_carry_security_headers() {
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert_eq!(response.headers()["x-frame-options"], "DENY");
 }
+
+#[tokio::test]
+async fn extreme_numbers_and_nul_bodies_neither_break_reads_nor_lose_logs() {
+    let mut app = TestApp::spawn().await;
+    let acme = app.partner("Acme").await;
+    let data = json!({"max": 1.7976931348623157e308, "big_id": 123456789012345678901234567890u128});
+    let response = app
+        .post_json(
+            "/v1/events",
+            &acme.key,
+            &json!({"event_type": "edge", "data": data}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let listed = app.get_with_key("/v1/events?type=edge", &acme.key).await;
+    assert_eq!(listed.status(), 200);
+    let listed: Value = listed.json().await.unwrap();
+    assert_eq!(
+        listed["data"][0]["data"]["big_id"].to_string(),
+        "123456789012345678901234567890",
+        "large integers keep every digit"
+    );
+    // A refused body with a NUL character is still logged (without the NUL), and does not take
+    // the rest of its batch of log records down with it.
+    let nul = send_raw(
+        &app,
+        &acme.key,
+        "application/json",
+        br#"{"event_type": "x", "data": {"s": "a\u0000b"}}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(nul.status(), 400);
+    let admin = app.db.admin().await;
+    app.shutdown().await;
+    let logged: i64 = admin
+        .query_one("SELECT count(*) FROM logs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(logged, 3, "every request was logged");
+}
