@@ -3,3 +3,10 @@
 //!
 //! Must stay pure: no SQL, no HTTP, no clock or randomness it is not given, so every model is
 //! unit-testable on synthetic data with known answers. The worker feeds it and stores its output.
+
+pub mod content;
+pub mod error;
+pub mod series;
+
+pub use content::{Confidence, InsightContent, InsightDetails, NotEnoughData};
+pub use error::EngineError;
