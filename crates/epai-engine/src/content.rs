@@ -6,6 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::forecast::ForecastDetails;
+
 /// A probability-like trust figure, always within 0..=1 (NaN becomes 0).
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
 #[serde(try_from = "f64", into = "f64")]
@@ -64,6 +66,7 @@ pub struct InsightContent {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum InsightDetails {
     NotEnoughData(NotEnoughData),
+    VolumeForecast(ForecastDetails),
 }
 
 /// How much data a model had and how much it needs before it will say anything.

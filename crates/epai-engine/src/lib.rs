@@ -6,7 +6,11 @@
 
 pub mod content;
 pub mod error;
+pub mod forecast;
 pub mod series;
+
+#[cfg(test)]
+mod synthetic;
 
 pub use content::{Confidence, InsightContent, InsightDetails, NotEnoughData};
 pub use error::EngineError;
