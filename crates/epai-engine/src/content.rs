@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::anomaly::AnomalyDetails;
 use crate::forecast::ForecastDetails;
 
 /// A probability-like trust figure, always within 0..=1 (NaN becomes 0).
@@ -67,6 +68,7 @@ pub struct InsightContent {
 pub enum InsightDetails {
     NotEnoughData(NotEnoughData),
     VolumeForecast(ForecastDetails),
+    Anomalies(AnomalyDetails),
 }
 
 /// How much data a model had and how much it needs before it will say anything.

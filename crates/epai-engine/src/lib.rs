@@ -4,6 +4,7 @@
 //! Must stay pure: no SQL, no HTTP, no clock or randomness it is not given, so every model is
 //! unit-testable on synthetic data with known answers. The worker feeds it and stores its output.
 
+pub mod anomaly;
 pub mod content;
 pub mod error;
 pub mod forecast;
