@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::anomaly::AnomalyDetails;
 use crate::forecast::ForecastDetails;
+use crate::risk::ChurnDetails;
 
 /// A probability-like trust figure, always within 0..=1 (NaN becomes 0).
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
@@ -69,6 +70,7 @@ pub enum InsightDetails {
     NotEnoughData(NotEnoughData),
     VolumeForecast(ForecastDetails),
     Anomalies(AnomalyDetails),
+    ChurnRisk(ChurnDetails),
 }
 
 /// How much data a model had and how much it needs before it will say anything.

@@ -21,6 +21,8 @@ pub enum EngineError {
     InvalidLevel { got: f64 },
     #[error("{field} must be a finite, non-negative number, got {got}")]
     InvalidFeature { field: &'static str, got: f64 },
+    #[error("the model could not be fitted: the features are degenerate")]
+    SingularFit,
     #[error("training data needs both outcomes; all {count} examples are {outcome}")]
     SingleClass { count: usize, outcome: bool },
 }

@@ -8,6 +8,8 @@ pub mod anomaly;
 pub mod content;
 pub mod error;
 pub mod forecast;
+pub mod logistic;
+pub mod risk;
 pub mod series;
 
 #[cfg(test)]
