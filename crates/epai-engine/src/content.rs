@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::anomaly::AnomalyDetails;
+use crate::attendance::AttendanceDetails;
 use crate::forecast::ForecastDetails;
 use crate::risk::ChurnDetails;
 
@@ -71,6 +72,7 @@ pub enum InsightDetails {
     VolumeForecast(ForecastDetails),
     Anomalies(AnomalyDetails),
     ChurnRisk(ChurnDetails),
+    Attendance(AttendanceDetails),
 }
 
 /// How much data a model had and how much it needs before it will say anything.

@@ -5,6 +5,7 @@
 //! unit-testable on synthetic data with known answers. The worker feeds it and stores its output.
 
 pub mod anomaly;
+pub mod attendance;
 pub mod content;
 pub mod error;
 pub mod forecast;

@@ -30,6 +30,9 @@ pub fn logit(p: f64) -> f64 {
 pub struct Prior {
     pub mean: Vec<f64>,
     pub precision: Vec<f64>,
+    /// Smallest standardisation scale: with a handful of examples the observed spread of a
+    /// feature says little, and a tiny scale would turn a modest new value into an extreme one.
+    pub scale_floor: f64,
 }
 
 impl Prior {
@@ -40,6 +43,7 @@ impl Prior {
         Prior {
             mean: vec![0.0; feature_count + 1],
             precision,
+            scale_floor: 0.0,
         }
     }
 }
@@ -105,7 +109,7 @@ pub fn fit(
     prior: &Prior,
 ) -> Result<LogisticFit, EngineError> {
     let feature_count = prior.mean.len() - 1;
-    let (means, scales) = standardisation(rows, feature_count);
+    let (means, scales) = standardisation(rows, feature_count, prior.scale_floor);
     let mut model = LogisticModel {
         means,
         scales,
@@ -171,13 +175,20 @@ pub fn fit_classifier(
     Ok(fit(rows, &targets, &weights, &Prior::ridge(feature_count, l2))?.model)
 }
 
-fn standardisation(rows: &[Vec<f64>], feature_count: usize) -> (Vec<f64>, Vec<f64>) {
+fn standardisation(
+    rows: &[Vec<f64>],
+    feature_count: usize,
+    scale_floor: f64,
+) -> (Vec<f64>, Vec<f64>) {
     let n = rows.len().max(1) as f64;
     let means: Vec<f64> = (0..feature_count)
         .map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / n)
         .collect();
     let scales = (0..feature_count)
-        .map(|j| (rows.iter().map(|r| (r[j] - means[j]).powi(2)).sum::<f64>() / n).sqrt())
+        .map(|j| {
+            let spread = (rows.iter().map(|r| (r[j] - means[j]).powi(2)).sum::<f64>() / n).sqrt();
+            spread.max(scale_floor)
+        })
         .collect();
     (means, scales)
 }
