@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::anomaly::AnomalyDetails;
 use crate::attendance::AttendanceDetails;
 use crate::forecast::ForecastDetails;
+use crate::lead::LeadDetails;
 use crate::risk::ChurnDetails;
 
 /// A probability-like trust figure, always within 0..=1 (NaN becomes 0).
@@ -73,6 +74,7 @@ pub enum InsightDetails {
     Anomalies(AnomalyDetails),
     ChurnRisk(ChurnDetails),
     Attendance(AttendanceDetails),
+    LeadScoring(LeadDetails),
 }
 
 /// How much data a model had and how much it needs before it will say anything.

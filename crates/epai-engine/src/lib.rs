@@ -9,6 +9,7 @@ pub mod attendance;
 pub mod content;
 pub mod error;
 pub mod forecast;
+pub mod lead;
 pub mod logistic;
 pub mod risk;
 pub mod series;
