@@ -156,13 +156,7 @@ pub fn detect_anomalies(
         });
         let spread = robust_spread(&trailing, expected, kind);
         let deviation = value - expected;
-        let robust_z = if spread > 0.0 {
-            deviation / spread
-        } else if deviation == 0.0 {
-            0.0
-        } else {
-            deviation.signum() * f64::INFINITY
-        };
+        let robust_z = deviation / spread;
         if robust_z.abs() >= FLAG_Z {
             let direction = if robust_z > 0.0 {
                 Direction::Spike
@@ -351,7 +345,9 @@ fn robust_spread(trailing_residuals: &[f64], expected: f64, kind: SeriesKind) ->
     let measured = MAD_TO_SIGMA * median_absolute_deviation(trailing_residuals);
     match kind {
         SeriesKind::Counts => measured.max(expected.max(1.0).sqrt()),
-        SeriesKind::Measurements => measured,
+        // A perfectly flat history still needs a finite scale: any real deviation from it is
+        // flagged, rounding noise is not.
+        SeriesKind::Measurements => measured.max(1e-6 * expected.abs().max(1.0)),
     }
 }
 
@@ -593,5 +589,10 @@ mod tests {
         ));
         counts[7] = -2.0;
         assert!(detect_anomalies("x", day_one(), &counts, SeriesKind::Measurements).is_ok());
+        let mut flat = vec![20.0; 40];
+        flat[38] = 21.0;
+        let scan = detect_anomalies("x", day_one(), &flat, SeriesKind::Measurements).unwrap();
+        assert_eq!(scan.anomalies.len(), 1);
+        assert!(scan.anomalies[0].robust_z.is_finite());
     }
 }

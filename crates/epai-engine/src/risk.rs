@@ -61,6 +61,11 @@ impl EntityFeatures {
         }
     }
 
+    /// Had events in the last 28 days: the population the model learns about and scores.
+    pub fn is_active(&self) -> bool {
+        self.frequency > 0.0
+    }
+
     fn model_inputs(&self) -> Vec<f64> {
         vec![
             self.recency_days.ln_1p(),
@@ -99,6 +104,8 @@ impl EntityFeatures {
 }
 
 /// Features at `as_of`, from events on or before it; `None` if the entity had none by then.
+/// Entities with no events in the last 28 days are already gone rather than at risk; callers
+/// pick the active ones with [`EntityFeatures::is_active`].
 pub fn entity_features(activity: &EntityActivity, as_of: NaiveDate) -> Option<EntityFeatures> {
     let past = activity
         .days
@@ -221,10 +228,12 @@ pub fn churn_insight(
     let examples: Vec<ChurnExample> = activities
         .iter()
         .filter_map(|activity| {
-            entity_features(activity, training_date).map(|features| ChurnExample {
-                features,
-                churned: churned(activity, training_date, holdout_days),
-            })
+            entity_features(activity, training_date)
+                .filter(EntityFeatures::is_active)
+                .map(|features| ChurnExample {
+                    features,
+                    churned: churned(activity, training_date, holdout_days),
+                })
         })
         .collect();
     let churners = examples.iter().filter(|e| e.churned).count();
@@ -258,12 +267,14 @@ pub fn churn_insight(
     let mut scored: Vec<EntityRisk> = activities
         .iter()
         .filter_map(|activity| {
-            entity_features(activity, as_of).map(|features| EntityRisk {
-                entity_id: activity.entity_id.clone(),
-                probability: round_to(churn_model.probability(&features), 4),
-                reasons: features.reasons(),
-                features,
-            })
+            entity_features(activity, as_of)
+                .filter(EntityFeatures::is_active)
+                .map(|features| EntityRisk {
+                    entity_id: activity.entity_id.clone(),
+                    probability: round_to(churn_model.probability(&features), 4),
+                    reasons: features.reasons(),
+                    features,
+                })
         })
         .collect();
     scored.sort_by(|a, b| {
@@ -399,10 +410,12 @@ mod tests {
             let examples: Vec<ChurnExample> = activities
                 .iter()
                 .filter_map(|a| {
-                    entity_features(a, training_date).map(|features| ChurnExample {
-                        features,
-                        churned: churned(a, training_date, HOLDOUT),
-                    })
+                    entity_features(a, training_date)
+                        .filter(EntityFeatures::is_active)
+                        .map(|features| ChurnExample {
+                            features,
+                            churned: churned(a, training_date, HOLDOUT),
+                        })
                 })
                 .collect();
             train_churn_model(&examples).unwrap()
@@ -410,17 +423,25 @@ mod tests {
         let (scores, planted): (Vec<f64>, Vec<bool>) = people
             .iter()
             .filter_map(|(activity, stop)| {
-                entity_features(activity, as_of).map(|f| {
-                    (
-                        churn_model.probability(&f),
-                        stop.is_some_and(|s| s + 7 <= DAYS),
-                    )
-                })
+                entity_features(activity, as_of)
+                    .filter(EntityFeatures::is_active)
+                    .map(|f| {
+                        (
+                            churn_model.probability(&f),
+                            stop.is_some_and(|s| s + 7 <= DAYS),
+                        )
+                    })
             })
             .unzip();
         let planted_auc = auc(&scores, &planted).unwrap();
         assert!(planted_auc > 0.8, "planted churners AUC {planted_auc}");
 
+        let active_now = people
+            .iter()
+            .filter(|(a, _)| entity_features(a, as_of).is_some_and(|f| f.is_active()))
+            .count();
+        assert_eq!(details.scored_entities, active_now);
+        assert!(details.top.iter().all(|t| t.features.recency_days < 28.0));
         let top = &details.top[0];
         assert!(top.probability >= details.top[9].probability);
         assert!(top.reasons.contains("no activity for"), "{}", top.reasons);
