@@ -106,15 +106,6 @@ pub fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
 
-pub fn mean_absolute_error(actual: &[f64], predicted: &[f64]) -> f64 {
-    let errors: Vec<f64> = actual
-        .iter()
-        .zip(predicted)
-        .map(|(a, p)| (a - p).abs())
-        .collect();
-    mean(&errors)
-}
-
 /// Linear-interpolated quantile (`q` in 0..=1) of the values; 0 for an empty slice.
 pub fn quantile(values: &[f64], q: f64) -> f64 {
     if values.is_empty() {
