@@ -17,6 +17,7 @@ mod metrics;
 mod observe;
 mod openapi;
 mod password;
+mod predict;
 pub mod rate_limit;
 mod reads;
 mod redact;
@@ -255,6 +256,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/usage", get(reads::usage))
         .route("/v1/logs", get(reads::logs))
         .route("/v1/embed-tokens", post(embed::mint))
+        .route("/v1/models/{name}/predict", post(predict::predict))
+        .route("/predict", post(predict::original_predict))
+        .route("/functions/v1/predict", post(predict::original_predict))
         .route("/v1/api-key", get(keys::status).post(keys::regenerate))
         .route(
             "/api-key-manager",

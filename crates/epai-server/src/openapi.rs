@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{accounts, embed, error, health, ingest, keys, reads};
+use crate::{accounts, embed, error, health, ingest, keys, predict, reads};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +33,8 @@ use crate::{accounts, embed, error, health, ingest, keys, reads};
         reads::usage,
         reads::logs,
         embed::mint,
+        predict::predict,
+        predict::original_predict,
         keys::status,
         keys::regenerate,
         ingest::post_ingest_original,

@@ -417,3 +417,21 @@ impl Tenant<'_> {
             .collect())
     }
 }
+
+impl Tenant<'_> {
+    /// `(occurred_at, data)` of the partner's latest `limit` events of `event_type`.
+    pub async fn recent_event_data(
+        &self,
+        event_type: &str,
+        limit: i64,
+    ) -> Result<Vec<(DateTime<Utc>, serde_json::Value)>, StoreError> {
+        let rows = self
+            .tx
+            .query(named_query!("events/recent_data"), &[&event_type, &limit])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get("occurred_at"), row.get("data")))
+            .collect())
+    }
+}
