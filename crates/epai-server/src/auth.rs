@@ -65,7 +65,7 @@ impl KeyVerifier {
         store: &Store,
         key: &ApiKey,
         now: DateTime<Utc>,
-    ) -> Result<VerifiedKey, ApiErrorOrRejection> {
+    ) -> Result<VerifiedKey, VerifyError> {
         let hash = key.hash();
         let verified = match self.cache.get(hash.as_str()) {
             Some(hit) => hit,
@@ -73,8 +73,8 @@ impl KeyVerifier {
                 let stored = store
                     .as_service_role(async |service| service.find_api_key(&hash).await)
                     .await
-                    .map_err(ApiErrorOrRejection::Store)?
-                    .ok_or(ApiErrorOrRejection::Rejected(KeyRejection::Unknown))?;
+                    .map_err(VerifyError::Store)?
+                    .ok_or(VerifyError::Rejected(KeyRejection::Unknown))?;
                 let verified = verified_from(stored);
                 self.cache
                     .insert(hash.as_str().to_owned(), verified.clone());
@@ -83,7 +83,7 @@ impl KeyVerifier {
         };
         match verified.valid_until {
             Some(until) if until <= now => {
-                Err(ApiErrorOrRejection::Rejected(if verified.is_current {
+                Err(VerifyError::Rejected(if verified.is_current {
                     KeyRejection::Expired {
                         partner_id: verified.partner_id,
                     }
@@ -96,7 +96,7 @@ impl KeyVerifier {
         }
     }
 
-    /// Notes a use; written to `last_used_at` by the next [`flush_uses`](Self::take_uses).
+    /// Notes a use; the maintenance task writes it to `last_used_at` (see [`Self::take_uses`]).
     pub fn record_use(&self, key_id: Uuid, at: DateTime<Utc>) {
         if let Ok(mut uses) = self.uses.lock() {
             uses.insert(key_id, at);
@@ -145,7 +145,8 @@ fn verified_from(stored: StoredKey) -> VerifiedKey {
     }
 }
 
-pub enum ApiErrorOrRejection {
+/// Why a key did not verify: refused, or the store could not be asked.
+pub enum VerifyError {
     Rejected(KeyRejection),
     Store(StoreError),
 }
@@ -275,10 +276,10 @@ pub(crate) async fn authenticate_key(
                 user_id: verified.user_id,
             })
         }
-        Err(ApiErrorOrRejection::Rejected(KeyRejection::Unknown)) => {
+        Err(VerifyError::Rejected(KeyRejection::Unknown)) => {
             Err(reject("invalid_api_key", None, invalid()).await)
         }
-        Err(ApiErrorOrRejection::Rejected(KeyRejection::Expired { partner_id })) => Err(reject(
+        Err(VerifyError::Rejected(KeyRejection::Expired { partner_id })) => Err(reject(
             "expired_api_key",
             Some(partner_id),
             ApiError::new(
@@ -288,7 +289,7 @@ pub(crate) async fn authenticate_key(
             ),
         )
         .await),
-        Err(ApiErrorOrRejection::Store(e)) => Err(e.into()),
+        Err(VerifyError::Store(e)) => Err(e.into()),
     }
 }
 
