@@ -181,6 +181,7 @@ async fn apply_notifications(mut received: mpsc::Receiver<Notification>, keys: A
         match notification {
             Notification::ApiKeyChanged(partner) => keys.forget_partner(partner),
             Notification::Resubscribed => keys.forget_all(),
+            Notification::InsightChanged { .. } | Notification::JobsAvailable => {}
         }
     }
 }
