@@ -58,8 +58,20 @@ pub fn retry_backoff(attempt: i32) -> Duration {
     Duration::from_secs(attempt.saturating_pow(4).saturating_add(10).min(3600))
 }
 
-fn after(now: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+/// `duration` after `now`, saturating at the end of representable time.
+pub(crate) fn after(now: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(duration)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `duration` before `now`, saturating at the beginning of representable time.
+fn before(now: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(duration)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 impl ServiceRole<'_> {
@@ -175,7 +187,7 @@ impl ServiceRole<'_> {
         stale_after: Duration,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let fresh_since = now - chrono::Duration::from_std(stale_after).unwrap_or_default();
+        let fresh_since = before(now, stale_after);
         Ok(self
             .tx
             .execute(
@@ -193,11 +205,19 @@ impl ServiceRole<'_> {
             .await?)
     }
 
-    /// Deletes completed and dead jobs that finished before `before`; returns how many.
-    pub async fn prune_finished_jobs(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    /// Deletes completed and dead jobs that finished more than `retention` before `now`;
+    /// returns how many.
+    pub async fn prune_finished_jobs(
+        &self,
+        retention: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         Ok(self
             .tx
-            .execute(named_query!("insight_jobs/prune_finished"), &[&before])
+            .execute(
+                named_query!("insight_jobs/prune_finished"),
+                &[&before(now, retention)],
+            )
             .await?)
     }
 }
@@ -212,5 +232,16 @@ mod tests {
         assert_eq!(&waits[..5], &[11, 26, 91, 266, 635]);
         assert!(waits.windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(retry_backoff(100).as_secs(), 3600);
+    }
+
+    #[test]
+    fn absurd_durations_saturate_instead_of_overflowing() {
+        let now = Utc::now();
+        assert_eq!(after(now, Duration::MAX), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(before(now, Duration::MAX), DateTime::<Utc>::MIN_UTC);
+        assert_eq!(
+            after(now, Duration::from_secs(1)),
+            now + chrono::Duration::seconds(1)
+        );
     }
 }

@@ -103,8 +103,7 @@ impl<'a> EventColumns<'a> {
             created: events.iter().map(|e| e.created_at).collect(),
             recompute_models: &recompute.models,
             stored_at: now,
-            recompute_at: now
-                + chrono::Duration::from_std(recompute.debounce).unwrap_or(chrono::Duration::MAX),
+            recompute_at: crate::queue::after(now, recompute.debounce),
         }
     }
 

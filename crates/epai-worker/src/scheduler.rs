@@ -56,15 +56,17 @@ impl Scheduler {
     /// One round of upkeep as of `now`.
     #[tracing::instrument(skip_all)]
     pub async fn run_one(&self, now: DateTime<Utc>) -> Result<SchedulerTick, StoreError> {
-        let keep_since =
-            now - chrono::Duration::from_std(self.options.retention).unwrap_or_default();
-        let stale_after = self.options.stale_after;
+        let SchedulerOptions {
+            stale_after,
+            retention,
+            ..
+        } = self.options;
         self.store
             .as_service_role(async |s| {
                 Ok(SchedulerTick {
                     enqueued: s.enqueue_stale(&self.models, stale_after, now).await?,
                     buried: s.bury_abandoned_jobs(now).await?,
-                    pruned: s.prune_finished_jobs(keep_since).await?,
+                    pruned: s.prune_finished_jobs(retention, now).await?,
                 })
             })
             .await

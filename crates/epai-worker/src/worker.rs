@@ -85,7 +85,14 @@ impl Worker {
 
     /// Processes a claimed job and records how it ended.
     async fn finish(&self, job: &ClaimedJob, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
-        match self.process(job, now).await {
+        let started = std::time::Instant::now();
+        let processed = self.process(job, now).await;
+        metrics::histogram!("epai_insight_job_duration_seconds", "model" => job.model.clone())
+            .record(started.elapsed().as_secs_f64());
+        let outcome = if processed.is_ok() { "done" } else { "failed" };
+        metrics::counter!("epai_insight_jobs_total", "model" => job.model.clone(), "outcome" => outcome)
+            .increment(1);
+        match processed {
             Ok(written) => {
                 tracing::info!(insights = written, "job done");
                 Ok(Outcome::Done)

@@ -11,4 +11,6 @@ WHERE EXISTS (SELECT 1 FROM ingestion_events e WHERE e.partner_id = p.id)
       AND (j.state IN ('available', 'retryable', 'running')
            OR (j.state = 'completed' AND j.finished_at > $3))
   )
+-- The same order as the ingest statement's, so concurrent inserts of new jobs never deadlock.
+ORDER BY p.id, m.model
 ON CONFLICT (partner_id, model) WHERE state IN ('available', 'retryable') DO NOTHING
