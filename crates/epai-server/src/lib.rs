@@ -71,6 +71,9 @@ pub struct ServerSettings {
     pub key_use_flush_interval: Duration,
     pub rate_limits: RateLimitSettings,
     pub accounts: AccountSettings,
+    /// How often an idle insight stream sends a comment line, so connections and proxies
+    /// keep it open.
+    pub stream_heartbeat: Duration,
 }
 
 impl Default for ServerSettings {
@@ -91,6 +94,7 @@ impl Default for ServerSettings {
                 redis_url: None,
             },
             accounts: AccountSettings::default(),
+            stream_heartbeat: Duration::from_secs(15),
         }
     }
 }

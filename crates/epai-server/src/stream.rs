@@ -26,8 +26,6 @@ use crate::caller::InsightReader;
 use crate::error::{ApiError, Problem};
 use crate::reads::in_scope;
 
-/// Comment lines keep idle connections (and proxies) from timing out.
-const HEARTBEAT: Duration = Duration::from_secs(15);
 /// How long a new stream waits for the notification listener after a (re)start.
 const LISTENER_WAIT: Duration = Duration::from_secs(5);
 /// Most insights sent when catching up after a reconnect or a lag.
@@ -148,8 +146,9 @@ pub async fn insights(
     if let Some(since) = resume_from {
         subscription.catch_up(since).await;
     }
+    let heartbeat = subscription.state.settings.stream_heartbeat;
     let events = futures_util::stream::unfold(subscription, Subscription::next_event);
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT)))
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(heartbeat)))
 }
 
 struct Subscription {

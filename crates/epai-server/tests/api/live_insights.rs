@@ -123,31 +123,56 @@ impl EventStream {
         }
     }
 
-    /// The next `insight` event as `(id, data)`, skipping heartbeats.
-    async fn next_insight(&mut self) -> (Uuid, Value) {
+    /// The next frame (an event or a heartbeat), without its blank-line terminator.
+    async fn next_frame(&mut self) -> String {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let frame: String = self.buffer.drain(..end + 2).collect();
-                let field = |name: &str| {
-                    frame
-                        .lines()
-                        .find_map(|line| line.strip_prefix(name))
-                        .map(str::to_owned)
-                };
-                if field("event: ").as_deref() == Some("insight") {
-                    let id = field("id: ").expect("an id").parse().unwrap();
-                    let data = serde_json::from_str(&field("data: ").expect("data")).unwrap();
-                    return (id, data);
-                }
-                continue;
+                return frame.trim_end().to_owned();
             }
             let chunk = tokio::time::timeout(READ_TIMEOUT, self.response.chunk())
                 .await
-                .expect("an event within the timeout")
+                .expect("a frame within the timeout")
                 .unwrap()
                 .expect("the stream stays open");
             self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
         }
+    }
+
+    /// The next `insight` event as `(id, data)`, skipping heartbeats.
+    async fn next_insight(&mut self) -> (Uuid, Value) {
+        loop {
+            let frame = self.next_frame().await;
+            let field = |name: &str| {
+                frame
+                    .lines()
+                    .find_map(|line| line.strip_prefix(name))
+                    .map(str::to_owned)
+            };
+            if field("event: ").as_deref() == Some("insight") {
+                let id = field("id: ").expect("an id").parse().unwrap();
+                let data = serde_json::from_str(&field("data: ").expect("data")).unwrap();
+                return (id, data);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_idle_stream_sends_heartbeat_comments() {
+    let settings = epai_server::ServerSettings {
+        stream_heartbeat: Duration::from_millis(50),
+        ..epai_server::ServerSettings::default()
+    };
+    let app = TestApp::spawn_with(
+        epai_store::testing::TestDatabase::migrated().await,
+        settings,
+    )
+    .await;
+    let acme = app.partner("Acme").await;
+    let mut stream = EventStream::open(&app, &acme.key, None).await;
+    for _ in 0..2 {
+        assert_eq!(stream.next_frame().await, ":");
     }
 }
 
