@@ -313,3 +313,44 @@ async fn an_embed_token_streams_only_its_scope() {
     assert_eq!(id, view);
     assert_eq!(data["content"]["total"], 1);
 }
+
+#[tokio::test]
+async fn a_portal_session_streams_its_partners_insights() {
+    let app = TestApp::spawn().await;
+    let token = app.portal_session("owner@stream.test").await;
+    let store = app.db.store();
+    let partner = store
+        .as_service_role(async |s| s.find_partner("owner@stream.test").await)
+        .await
+        .unwrap()
+        .id;
+    let response = app
+        .client
+        .get(app.url("/v1/insights/stream"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = EventStream {
+        response,
+        buffer: String::new(),
+    };
+
+    let insight = NewInsight {
+        subject: "all".into(),
+        content: json!({"title": "spike on Monday"}),
+        metadata: None,
+    };
+    let id = store
+        .as_service_role(async |s| {
+            s.upsert_insight(partner, "anomaly_detection", &insight, Utc::now())
+                .await
+        })
+        .await
+        .unwrap();
+    let (received, data) = stream.next_insight().await;
+    assert_eq!(received, id);
+    assert_eq!(data["model_name"], "anomaly_detection");
+    assert_eq!(data["content"]["title"], "spike on Monday");
+}
