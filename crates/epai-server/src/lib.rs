@@ -22,6 +22,7 @@ pub mod rate_limit;
 mod reads;
 mod redact;
 mod session;
+mod stream;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -49,6 +50,7 @@ pub use observe::ClientInfo;
 pub use openapi::ApiDoc;
 use rate_limit::{Quota, RateLimitError, RateLimitSettings, RateLimiter};
 pub use session::{JwtKeys, SESSION_COOKIE, SessionClaims, SessionUser, WeakJwtSecret};
+use stream::{FeedPublisher, InsightFeed};
 
 /// Limits and knobs of the HTTP layer.
 #[derive(Clone, Debug)]
@@ -70,6 +72,9 @@ pub struct ServerSettings {
     pub key_use_flush_interval: Duration,
     pub rate_limits: RateLimitSettings,
     pub accounts: AccountSettings,
+    /// How often an idle insight stream sends a comment line, so connections and proxies
+    /// keep it open.
+    pub stream_heartbeat: Duration,
 }
 
 impl Default for ServerSettings {
@@ -90,6 +95,7 @@ impl Default for ServerSettings {
                 redis_url: None,
             },
             accounts: AccountSettings::default(),
+            stream_heartbeat: Duration::from_secs(15),
         }
     }
 }
@@ -105,10 +111,12 @@ pub struct AppState {
     /// Signs and verifies portal session tokens.
     pub jwt: Arc<JwtKeys>,
     pub settings: Arc<ServerSettings>,
+    /// Insight changes for live streams.
+    pub insights: InsightFeed,
 }
 
 /// The background work behind a running server: group-commit writers, the activity writer,
-/// key-use flushing and cache invalidation.
+/// key-use flushing, cache invalidation and the feed of insight changes for live streams.
 pub struct Background {
     ingest_writers: JoinSet<()>,
     activity_writer: JoinHandle<()>,
@@ -148,13 +156,14 @@ pub fn start_with_limiter(
         stopped,
     ));
     let (notifications, received) = mpsc::channel(256);
+    let (insights, feed) = InsightFeed::new();
     let listener = tokio::spawn({
         let store = store.clone();
         let keys = keys.clone();
         async move {
             tokio::join!(
                 store.listen(notifications),
-                apply_notifications(received, keys)
+                apply_notifications(received, keys, feed)
             );
         }
     });
@@ -166,6 +175,7 @@ pub fn start_with_limiter(
         limiter,
         jwt: Arc::new(jwt),
         settings,
+        insights,
     };
     let background = Background {
         ingest_writers,
@@ -177,11 +187,21 @@ pub fn start_with_limiter(
     (state, background)
 }
 
-async fn apply_notifications(mut received: mpsc::Receiver<Notification>, keys: Arc<KeyVerifier>) {
+async fn apply_notifications(
+    mut received: mpsc::Receiver<Notification>,
+    keys: Arc<KeyVerifier>,
+    feed: FeedPublisher,
+) {
     while let Some(notification) = received.recv().await {
         match notification {
             Notification::ApiKeyChanged(partner) => keys.forget_partner(partner),
-            Notification::Resubscribed => keys.forget_all(),
+            Notification::InsightChanged { partner, insight } => feed.changed(partner, insight),
+            Notification::Resubscribed => {
+                keys.forget_all();
+                feed.resubscribed();
+            }
+            // Workers listen for those themselves.
+            Notification::JobsAvailable => {}
         }
     }
 }
@@ -291,6 +311,7 @@ pub fn router(state: AppState) -> Router {
     // origin restriction); credentials travel in headers, never in cookies.
     let public_reads = Router::new()
         .route("/v1/insights", get(reads::list_insights))
+        .route("/v1/insights/stream", get(stream::insights))
         .route("/v1/insights/{id}", get(reads::get_insight))
         .route("/get-insights", get(reads::original_insights))
         .route("/functions/v1/get-insights", get(reads::original_insights))
@@ -308,6 +329,7 @@ pub fn router(state: AppState) -> Router {
                     header::AUTHORIZATION,
                     header::CONTENT_TYPE,
                     HeaderName::from_static("apikey"),
+                    HeaderName::from_static("last-event-id"),
                 ])
                 .max_age(Duration::from_secs(3600)),
         )

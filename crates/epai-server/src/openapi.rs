@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{accounts, embed, error, health, ingest, keys, predict, reads};
+use crate::{accounts, embed, error, health, ingest, keys, predict, reads, stream};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,7 @@ use crate::{accounts, embed, error, health, ingest, keys, predict, reads};
         reads::list_events,
         reads::list_insights,
         reads::get_insight,
+        stream::insights,
         reads::list_models,
         reads::usage,
         reads::logs,

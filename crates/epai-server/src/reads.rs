@@ -198,7 +198,7 @@ pub async fn get_insight(
 }
 
 /// An embed token sees only the insights its scope names.
-fn in_scope(caller: &InsightReader, insight: &InsightRecord) -> bool {
+pub(crate) fn in_scope(caller: &InsightReader, insight: &InsightRecord) -> bool {
     caller
         .embed
         .as_ref()

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -95,12 +96,30 @@ impl Default for StoreOptions {
     }
 }
 
+/// Which models a partner's new events make stale, and how long to wait for more events before
+/// recomputing them (a burst of events causes one run, not one per event).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecomputeOnIngest {
+    pub models: Vec<String>,
+    pub debounce: Duration,
+}
+
+impl Default for RecomputeOnIngest {
+    fn default() -> Self {
+        Self {
+            models: Vec::new(),
+            debounce: Duration::from_millis(500),
+        }
+    }
+}
+
 /// The pool of `epai_app` connections and the only way to run queries.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: Pool,
     pub(crate) target: DatabaseTarget,
     pub(crate) key_policy: KeyPolicy,
+    pub(crate) recompute: Arc<RecomputeOnIngest>,
 }
 
 impl Store {
@@ -126,7 +145,16 @@ impl Store {
             pool,
             target: target.clone(),
             key_policy: options.key_policy,
+            recompute: Arc::new(RecomputeOnIngest::default()),
         })
+    }
+
+    /// This store, enqueueing a job per model in `recompute` whenever events of a partner are
+    /// stored (in the same statement as the events).
+    #[must_use]
+    pub fn recomputing_on_ingest(mut self, recompute: RecomputeOnIngest) -> Self {
+        self.recompute = Arc::new(recompute);
+        self
     }
 
     /// Whether the database answers and which migration it is at, for `/ready`.

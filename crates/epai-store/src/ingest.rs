@@ -6,6 +6,10 @@
 //! Each writer keeps its own connection acting as `service_role` for the whole session, with
 //! the INSERT prepared once: a commit is then a single round trip (one autocommitted
 //! statement) instead of begin, role switch, insert and commit.
+//!
+//! The same statement enqueues the recomputation of the committing partners' insights (one
+//! debounced job per partner and model), so a burst of events costs no extra round trip and
+//! causes a bounded number of jobs.
 
 use std::sync::Arc;
 
@@ -13,7 +17,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_postgres::{Client, NoTls, Statement};
 
-use crate::connect::{DatabaseTarget, Store};
+use crate::connect::{DatabaseTarget, RecomputeOnIngest, Store};
 use crate::error::StoreError;
 use crate::queries::named_query;
 use crate::service::{EventColumns, NewEvent};
@@ -60,6 +64,7 @@ impl IngestWriter {
             writers.spawn(write_batches(
                 WriterSession {
                     target: store.target.clone(),
+                    recompute: store.recompute.clone(),
                     connection: None,
                 },
                 queue.clone(),
@@ -157,12 +162,14 @@ async fn commit(session: &mut WriterSession, batch: Vec<Job>) {
 /// failure at the next commit.
 struct WriterSession {
     target: DatabaseTarget,
+    recompute: Arc<RecomputeOnIngest>,
     connection: Option<(Client, Statement)>,
 }
 
 impl WriterSession {
     async fn insert(&mut self, events: &[NewEvent]) -> Result<(), StoreError> {
-        let columns = EventColumns::of(events);
+        let recompute = self.recompute.clone();
+        let columns = EventColumns::of(events, &recompute, chrono::Utc::now());
         let (client, statement) = self.connected().await?;
         match client.execute(statement, &columns.params()).await {
             Ok(_) => Ok(()),

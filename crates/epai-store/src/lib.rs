@@ -17,10 +17,12 @@ mod activity;
 mod connect;
 pub mod embedded;
 mod error;
+mod features;
 mod ingest;
 mod migrate;
 pub mod notify;
 mod queries;
+pub mod queue;
 mod security_events;
 mod service;
 mod tenant;
@@ -31,10 +33,12 @@ pub use accounts::{
     AccountUser, LoginCandidate, NewSession, REVOKED_BY_LOGOUT, REVOKED_FOR_REUSE, RefreshOutcome,
 };
 pub use activity::{ActivityRecorder, RequestLog, SecurityEvent};
-pub use connect::{DatabaseTarget, KeyPolicy, Store, StoreOptions};
+pub use connect::{DatabaseTarget, KeyPolicy, RecomputeOnIngest, Store, StoreOptions};
 pub use error::StoreError;
+pub use features::{DailySeries, EntityActivity, FeatureRequest, NewInsight, PartnerFeatures};
 pub use ingest::{IngestOptions, IngestWriter};
 pub use migrate::{MigrationStatus, latest_migration_version, migrate};
+pub use queue::{ClaimedJob, FailedJob};
 pub use security_events::LoginFailures;
 pub use service::{IdempotencyClaim, NewEvent, NewPartner, ServiceRole, StoredKey};
 pub use tenant::{

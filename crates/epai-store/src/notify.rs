@@ -6,17 +6,28 @@ use std::time::Duration;
 use epai_domain::PartnerId;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
+use uuid::Uuid;
 
 use crate::connect::Store;
 use crate::queries::named_query;
+use crate::queue::JOBS_CHANNEL;
 
 /// Sent (by a trigger) whenever a partner's API key row changes or disappears.
 pub const API_KEY_CHANGED: &str = "epai_api_key_changed";
+
+/// Sent (by a trigger) whenever an insight is created or updated, with `<partner id>:<insight id>`.
+pub const INSIGHT_CHANGED: &str = "epai_insight_changed";
 
 /// Something that happened in the database that a server caches or streams.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notification {
     ApiKeyChanged(PartnerId),
+    InsightChanged {
+        partner: PartnerId,
+        insight: Uuid,
+    },
+    /// A job was added to the insight queue: idle workers should look.
+    JobsAvailable,
     /// The listening connection was (re)established: anything cached may have changed while
     /// it was down.
     Resubscribed,
@@ -68,9 +79,9 @@ impl Store {
         let outcome = loop {
             tokio::select! {
                 message = messages.recv() => match message {
-                    Some(Ok(AsyncMessage::Notification(n))) if n.channel() == API_KEY_CHANGED => {
-                        if let Ok(partner) = n.payload().parse::<PartnerId>()
-                            && sink.send(Notification::ApiKeyChanged(partner)).await.is_err()
+                    Some(Ok(AsyncMessage::Notification(n))) => {
+                        if let Some(notification) = parse(n.channel(), n.payload())
+                            && sink.send(notification).await.is_err()
                         {
                             break Ok(());
                         }
@@ -85,5 +96,45 @@ impl Store {
         drop(client);
         driver.abort();
         outcome
+    }
+}
+
+fn parse(channel: &str, payload: &str) -> Option<Notification> {
+    match channel {
+        API_KEY_CHANGED => payload.parse().ok().map(Notification::ApiKeyChanged),
+        INSIGHT_CHANGED => {
+            let (partner, insight) = payload.split_once(':')?;
+            Some(Notification::InsightChanged {
+                partner: partner.parse().ok()?,
+                insight: insight.parse().ok()?,
+            })
+        }
+        JOBS_CHANNEL => Some(Notification::JobsAvailable),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_become_notifications_and_garbage_is_ignored() {
+        let partner = Uuid::new_v4();
+        let insight = Uuid::new_v4();
+        assert_eq!(
+            parse(INSIGHT_CHANGED, &format!("{partner}:{insight}")),
+            Some(Notification::InsightChanged {
+                partner: PartnerId::new(partner),
+                insight
+            })
+        );
+        assert_eq!(
+            parse(API_KEY_CHANGED, &partner.to_string()),
+            Some(Notification::ApiKeyChanged(PartnerId::new(partner)))
+        );
+        assert_eq!(parse(JOBS_CHANNEL, ""), Some(Notification::JobsAvailable));
+        assert_eq!(parse(INSIGHT_CHANGED, "not-a-uuid:also-not"), None);
+        assert_eq!(parse("elsewhere", ""), None);
     }
 }

@@ -1,12 +1,13 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
+use std::sync::Arc;
 use std::time::Duration;
 
 use epai_domain::{ApiKeyHash, AuthUserId, Email, PartnerId, PartnerName};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::connect::Store;
+use crate::connect::{RecomputeOnIngest, Store};
 use crate::error::StoreError;
 use crate::queries::named_query;
 use crate::tenant::PartnerRecord;
@@ -18,6 +19,7 @@ use crate::tenant::PartnerRecord;
 /// credential or an operator's command line, never from a request body.
 pub struct ServiceRole<'a> {
     pub(crate) tx: Transaction<'a>,
+    pub(crate) recompute: Arc<RecomputeOnIngest>,
 }
 
 impl Store {
@@ -32,7 +34,10 @@ impl Store {
         let tx = conn.transaction().await?;
         tx.execute(named_query!("tenant/enter_service_role"), &[])
             .await?;
-        let service = ServiceRole { tx };
+        let service = ServiceRole {
+            tx,
+            recompute: self.recompute.clone(),
+        };
         let outcome = work(&service).await?;
         service.tx.commit().await?;
         Ok(outcome)
@@ -63,7 +68,7 @@ pub struct NewEvent {
     pub created_at: Option<DateTime<Utc>>,
 }
 
-/// Events as the column arrays of `queries/events/insert.sql`.
+/// Events as the column arrays of `queries/events/insert.sql`, and the jobs they trigger.
 pub(crate) struct EventColumns<'a> {
     ids: Vec<Uuid>,
     partners: Vec<Uuid>,
@@ -74,10 +79,18 @@ pub(crate) struct EventColumns<'a> {
     metadata: Vec<Option<&'a Value>>,
     occurred: Vec<DateTime<Utc>>,
     created: Vec<Option<DateTime<Utc>>>,
+    recompute_models: &'a [String],
+    stored_at: DateTime<Utc>,
+    recompute_at: DateTime<Utc>,
 }
 
 impl<'a> EventColumns<'a> {
-    pub(crate) fn of(events: &'a [NewEvent]) -> Self {
+    /// `events`, stored at `now`, making `recompute`'s models due after its debounce.
+    pub(crate) fn of(
+        events: &'a [NewEvent],
+        recompute: &'a RecomputeOnIngest,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             ids: events.iter().map(|e| e.id).collect(),
             partners: events.iter().map(|e| e.partner_id.as_uuid()).collect(),
@@ -88,10 +101,13 @@ impl<'a> EventColumns<'a> {
             metadata: events.iter().map(|e| e.metadata.as_ref()).collect(),
             occurred: events.iter().map(|e| e.occurred_at).collect(),
             created: events.iter().map(|e| e.created_at).collect(),
+            recompute_models: &recompute.models,
+            stored_at: now,
+            recompute_at: crate::queue::after(now, recompute.debounce),
         }
     }
 
-    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 9] {
+    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 12] {
         [
             &self.ids,
             &self.partners,
@@ -102,6 +118,9 @@ impl<'a> EventColumns<'a> {
             &self.metadata,
             &self.occurred,
             &self.created,
+            &self.recompute_models,
+            &self.stored_at,
+            &self.recompute_at,
         ]
     }
 }
@@ -193,13 +212,14 @@ impl ServiceRole<'_> {
         Ok(PartnerRecord::from_row(&row))
     }
 
-    /// Stores events (of any partners) in a single statement.
-    pub async fn insert_events(&self, events: &[NewEvent]) -> Result<u64, StoreError> {
-        let columns = EventColumns::of(events);
-        Ok(self
-            .tx
+    /// Stores events (of any partners) in a single statement, enqueueing the recomputation of
+    /// their partners' insights (see [`Store::recomputing_on_ingest`]).
+    pub async fn insert_events(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+        let columns = EventColumns::of(events, &self.recompute, Utc::now());
+        self.tx
             .execute(named_query!("events/insert"), &columns.params())
-            .await?)
+            .await?;
+        Ok(())
     }
 
     /// The key whose current or previous hash is `hash`, if any.

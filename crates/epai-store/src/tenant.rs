@@ -243,6 +243,8 @@ pub struct InsightRecord {
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
     pub created_at: Option<DateTime<Utc>>,
+    /// When a model last recomputed it (equal to `created_at` until then).
+    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
@@ -268,6 +270,7 @@ impl InsightRecord {
             content: row.get("content"),
             metadata: row.get("metadata"),
             created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
         }
     }
 }
@@ -344,6 +347,20 @@ impl Tenant<'_> {
             .await?
             .as_ref()
             .map(InsightRecord::from_row))
+    }
+
+    /// The partner's insights changed at or after the last change of `since` (included), oldest
+    /// change first, at most `limit`; none when `since` is not one of the partner's insights.
+    pub async fn insights_changed_since(
+        &self,
+        since: Uuid,
+        limit: i64,
+    ) -> Result<Vec<InsightRecord>, StoreError> {
+        let rows = self
+            .tx
+            .query(named_query!("insights/changed_since"), &[&since, &limit])
+            .await?;
+        Ok(rows.iter().map(InsightRecord::from_row).collect())
     }
 
     /// The model catalogue.

@@ -151,6 +151,9 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(60..=86_400)
     )]
     pub access_token_ttl_seconds: u64,
+
+    #[command(flatten)]
+    pub insights: crate::workers::InsightArgs,
 }
 
 impl ServeArgs {
@@ -199,22 +202,29 @@ pub fn init_tracing(global: &GlobalArgs) {
         .init();
 }
 
-/// Resolves at the first SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = match tokio::signal::unix::signal(
-        tokio::signal::unix::SignalKind::terminate(),
-    ) {
-        Ok(signal) => signal,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-            let _ = interrupt.await;
-            return;
+/// Resolves at the first SIGINT or SIGTERM. Both are caught from the moment this is called, so
+/// a signal that arrives before the future is first awaited still stops the process cleanly.
+pub fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {},
+                    _ = terminate.recv() => {},
+                }
+            }
+            (Ok(mut interrupt), Err(e)) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the process");
+                interrupt.recv().await;
+            }
+            (Err(e), _) => {
+                tracing::error!(error = %e, "cannot listen for signals; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate.recv() => {},
+        tracing::info!("shutdown requested: finishing in-flight requests");
     }
-    tracing::info!("shutdown requested: finishing in-flight requests");
 }

@@ -8,6 +8,7 @@ mod config;
 mod database;
 mod demo;
 mod jwt_secret;
+mod workers;
 
 use std::io::Write;
 
@@ -38,6 +39,8 @@ struct Cli {
 enum Command {
     /// Run the HTTP API (migrating the database first).
     Serve(config::ServeArgs),
+    /// Run insight workers only, beside `epai serve` processes on the same database.
+    Worker(workers::InsightArgs),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage partner accounts.
@@ -140,6 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
         Command::Serve(args) => serve(&global, &args).await,
+        Command::Worker(args) => workers::run(&global, &args).await,
         Command::Bench(args) => bench::run(&global, args).await,
         Command::Migrate => {
             let db = database::open(&global, database::Ownership::Shared).await?;
@@ -329,7 +333,10 @@ async fn serve(global: &GlobalArgs, args: &config::ServeArgs) -> anyhow::Result<
     let jwt = epai_server::JwtKeys::from_secret(secret.as_bytes()).context("EPAI_JWT_SECRET")?;
     let db = database::open(global, database::Ownership::Exclusive).await?;
     db.migrate().await?;
-    let store = db.store(global)?;
+    let models = workers::models();
+    let store = db
+        .store(global)?
+        .recomputing_on_ingest(args.insights.recompute(&models));
     let role = store.session_role().await?;
     anyhow::ensure!(
         !role.superuser && !role.bypasses_rls,
@@ -348,11 +355,13 @@ async fn serve(global: &GlobalArgs, args: &config::ServeArgs) -> anyhow::Result<
     let mut settings = args.server_settings();
     settings.rate_limits = global.rate_limit_settings();
     settings.accounts = args.account_settings();
-    let (state, background) = epai_server::start(store, settings, jwt)
+    let (state, background) = epai_server::start(store.clone(), settings, jwt)
         .context("invalid rate-limit configuration (EPAI_REDIS_URL)")?;
+    let workers = workers::start(&store, &models, &args.insights);
     epai_server::serve_with_listener(state, listener, config::shutdown_signal()).await?;
     tracing::info!("no longer accepting requests; storing what was accepted");
     background.shutdown().await;
+    workers.stop().await;
     tracing::info!("everything accepted is stored; shutting down the database");
     db.close().await
 }

@@ -23,6 +23,7 @@ fn epai() -> Command {
         "EPAI_REDIS_URL",
         "EPAI_JWT_SECRET",
         "EPAI_ACCESS_TOKEN_TTL_SECONDS",
+        "EPAI_WORKERS",
     ] {
         command.env_remove(var);
     }
@@ -66,6 +67,7 @@ fn version_and_help_for_every_command() {
         vec!["key", "rotate", "--help"],
         vec!["demo", "--help"],
         vec!["bench", "--help"],
+        vec!["worker", "--help"],
     ] {
         let help = stdout(&run(epai().args(&args)));
         assert!(help.contains("Usage: epai"), "{args:?}: {help}");
@@ -272,6 +274,32 @@ async fn demo_loads_weeks_of_varied_events_once() {
 }
 
 /// `epai serve` in `dir` on a free port; returns the child and its base URL once it listens.
+#[tokio::test]
+async fn worker_runs_until_sigterm_and_refuses_to_run_with_no_workers() {
+    let db = TestDatabase::migrated().await;
+    let idle = run(epai()
+        .env("DATABASE_URL", db.url())
+        .env("EPAI_WORKERS", "0")
+        .arg("worker"));
+    assert!(!idle.status.success());
+    assert!(stderr_of_failure(&idle).contains("EPAI_WORKERS is 0"));
+
+    let mut worker = epai()
+        .env("DATABASE_URL", db.url())
+        .env("EPAI_WORKERS", "2")
+        .arg("worker")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(worker.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("insight workers running: 2"), "{line}");
+    signal(&worker, Signal::SIGTERM);
+    assert!(worker.wait().unwrap().success(), "stops cleanly on SIGTERM");
+}
+
 fn spawn_serve(dir: &Path) -> (Child, String) {
     spawn_serve_with(dir, &[])
 }

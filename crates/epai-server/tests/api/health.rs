@@ -121,6 +121,7 @@ async fn the_openapi_document_describes_the_api_and_docs_render_it_offline() {
         "/v1/events/batch",
         "/v1/insights",
         "/v1/insights/{id}",
+        "/v1/insights/stream",
         "/v1/models",
         "/v1/usage",
         "/v1/logs",

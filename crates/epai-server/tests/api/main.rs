@@ -5,6 +5,7 @@ mod bad_input;
 mod health;
 mod helpers;
 mod ingest;
+mod live_insights;
 mod portal_api;
 mod predict;
 mod rate_limit;

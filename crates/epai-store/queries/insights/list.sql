@@ -1,5 +1,5 @@
 -- The partner's insights, newest first, by model and age, after a cursor or at an offset.
-SELECT i.id, i.model_id, m.name AS model_name, i.content, i.metadata, i.created_at
+SELECT i.id, i.model_id, m.name AS model_name, i.content, i.metadata, i.created_at, i.updated_at
 FROM insights i
 LEFT JOIN models m ON m.id = i.model_id
 WHERE i.partner_id = (SELECT id FROM partners WHERE user_id = (SELECT auth.uid()))

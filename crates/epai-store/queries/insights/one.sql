@@ -1,4 +1,4 @@
-SELECT i.id, i.model_id, m.name AS model_name, i.content, i.metadata, i.created_at
+SELECT i.id, i.model_id, m.name AS model_name, i.content, i.metadata, i.created_at, i.updated_at
 FROM insights i
 LEFT JOIN models m ON m.id = i.model_id
 WHERE i.id = $1

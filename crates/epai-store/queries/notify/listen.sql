@@ -1,1 +1,3 @@
-LISTEN epai_api_key_changed
+LISTEN epai_api_key_changed;
+LISTEN epai_insight_changed;
+LISTEN epai_insight_jobs

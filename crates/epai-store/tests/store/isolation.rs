@@ -56,7 +56,10 @@ async fn a_partner_selects_only_its_own_rows_from_every_table() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(models, 1, "the shared model catalogue is readable");
+    assert_eq!(
+        models, 6,
+        "the shared model catalogue (the fixture's model and the five built in) is readable"
+    );
 }
 
 #[tokio::test]

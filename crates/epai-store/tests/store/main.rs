@@ -2,8 +2,10 @@
 //! database (see `epai_store::testing`).
 
 mod embedded;
+mod features;
 mod functions;
 mod isolation;
+mod queue;
 mod rate_limits;
 mod seed_bugs;
 mod support;
