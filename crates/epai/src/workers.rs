@@ -32,9 +32,12 @@ pub struct InsightArgs {
     pub job_visibility_seconds: u64,
 }
 
-/// The models this binary runs, by name. The engine's models are registered here.
+/// The models this binary runs on the queue, by name. (Attendance and lead scoring answer
+/// `predict` requests directly.)
 pub fn models() -> Models {
     Models::new()
+        .with(epai_worker::VolumeForecast)
+        .with(epai_worker::AnomalyDetection)
 }
 
 impl InsightArgs {
