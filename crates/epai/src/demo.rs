@@ -1,4 +1,4 @@
-//! `epai demo`: a partner with four weeks of events shaped like a real product's traffic, so
+//! `epai demo`: a partner with six weeks of events shaped like a real product's traffic, so
 //! every screen and model has something to show.
 
 use chrono::{DateTime, Duration, Utc};
@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use uuid::Uuid;
 
-pub const DAYS: i64 = 28;
+pub const DAYS: i64 = 42;
 const DEMO_EMAIL: &str = "demo@epai.local";
 const USERS: usize = 60;
 
@@ -69,7 +69,7 @@ pub async fn load(store: &Store) -> anyhow::Result<Loaded> {
     })
 }
 
-/// Four weeks of traffic ending at `now`: page views with a weekly rhythm and a slow upward
+/// Six weeks of traffic ending at `now`: page views with a weekly rhythm and a slow upward
 /// trend, engagement by a population of users some of whom drift away, concerts with capacity
 /// and attendance, leads of whom some later buy.
 pub fn generate(partner: PartnerId, now: DateTime<Utc>, seed: u64) -> Vec<NewEvent> {
@@ -89,7 +89,10 @@ pub fn generate(partner: PartnerId, now: DateTime<Utc>, seed: u64) -> Vec<NewEve
             .unwrap_or(1);
         let weekend_lift = if weekday >= 6 { 1.6 } else { 1.0 };
         let trend = 1.0 + day as f64 / DAYS as f64 * 0.3;
-        let page_views = (120.0 * weekend_lift * trend + rng.random_range(-15.0..15.0)) as usize;
+        // A newsletter three days ago drew a burst of visits: something for anomaly detection.
+        let campaign_lift = if day == DAYS - 3 { 2.5 } else { 1.0 };
+        let page_views =
+            (120.0 * weekend_lift * trend * campaign_lift + rng.random_range(-15.0..15.0)) as usize;
         for _ in 0..page_views {
             let at = date + Duration::seconds(rng.random_range(0..86_400));
             let page = pick(

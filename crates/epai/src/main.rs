@@ -49,7 +49,7 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Load a demo partner with four weeks of realistic events, and print its API key.
+    /// Load a demo partner with six weeks of realistic events, and print its API key.
     Demo,
     /// Measure ingest and key verification against PostgreSQL's own ceiling, in a scratch database.
     Bench(bench::BenchArgs),
@@ -212,7 +212,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo => {
             let db = database::open_migrated(&global).await?;
-            let store = db.store(&global)?;
+            // The demo's events queue insight jobs like ingested ones, so a running server's
+            // workers compute its insights right away.
+            let store = db
+                .store(&global)?
+                .recomputing_on_ingest(epai_store::RecomputeOnIngest {
+                    models: workers::models().names(),
+                    debounce: std::time::Duration::ZERO,
+                });
             let loaded = demo::load(&store).await?;
             let issued = issue_key(&store, loaded.partner.require_user()?).await?;
             println!(
