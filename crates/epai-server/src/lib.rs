@@ -17,6 +17,7 @@ mod metrics;
 mod observe;
 mod openapi;
 mod password;
+mod portal;
 mod predict;
 pub mod rate_limit;
 mod reads;
@@ -323,6 +324,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(public_reads)
         .merge(accounts::routes())
+        .merge(portal::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

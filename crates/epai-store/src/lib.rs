@@ -20,6 +20,7 @@ mod error;
 mod ingest;
 mod migrate;
 pub mod notify;
+pub mod portal;
 mod queries;
 mod security_events;
 mod service;

@@ -6,6 +6,7 @@ mod health;
 mod helpers;
 mod ingest;
 mod portal_api;
+mod portal_pages;
 mod predict;
 mod rate_limit;
 mod rate_limited_requests;
