@@ -23,6 +23,7 @@ pub mod rate_limit;
 mod reads;
 mod redact;
 mod session;
+mod widget;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -325,6 +326,7 @@ pub fn router(state: AppState) -> Router {
         .merge(public_reads)
         .merge(accounts::routes())
         .merge(portal::routes())
+        .merge(widget::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -73,7 +73,7 @@ pub(crate) fn page(visitor: &Visitor, title: &str, current: &str, body: Markup) 
                     @if visitor.session.is_some() {
                         form method="post" action="/portal/logout" {
                             input type="hidden" name="csrf" value=(visitor.csrf);
-                            button type="submit" { "Log out" }
+                            button #logout type="submit" { "Log out" }
                         }
                     }
                 }

@@ -33,6 +33,7 @@ const NONCE_COOKIE: &str = "epai_csrf";
 const THEME_COOKIE: &str = "epai_theme";
 const LOGIN_PATH: &str = "/portal/login";
 
+/// Sent with every portal page and the widget demo: only this origin's scripts and styles.
 const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; frame-ancestors 'none'; form-action 'self'";
 
@@ -71,7 +72,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .layer(axum::middleware::map_response(content_security_policy))
 }
 
-async fn content_security_policy(mut response: Response) -> Response {
+pub(crate) async fn content_security_policy(mut response: Response) -> Response {
     response
         .headers_mut()
         .insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
