@@ -276,3 +276,70 @@ fn series_chart(days: &[Day], label: &str) -> Markup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use epai_engine::forecast::{Horizon, IntervalLevel, volume_forecast_insight};
+
+    /// Six weeks of weekly-seasonal daily counts, as the worker would see them.
+    fn forecast_content() -> serde_json::Value {
+        let counts: Vec<f64> = (0..42)
+            .map(|day| 40.0 + f64::from(day % 7) * 6.0 + f64::from(day) * 0.5)
+            .collect();
+        let content = volume_forecast_insight(
+            "page_view",
+            NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+            &counts,
+            Horizon::new(7).unwrap(),
+            &[
+                IntervalLevel::new(80.0).unwrap(),
+                IntervalLevel::new(95.0).unwrap(),
+            ],
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        serde_json::to_value(content).unwrap()
+    }
+
+    #[test]
+    fn a_forecast_is_drawn_with_its_history_prediction_and_interval() {
+        let chart = insight(&forecast_content()).unwrap().into_string();
+        for part in [
+            "class=\"observed\"",
+            "class=\"predicted\"",
+            "class=\"band\"",
+            "<desc",
+            "<table",
+        ] {
+            assert!(chart.contains(part), "{part} in {chart}");
+        }
+        assert!(chart.contains("shaded band: prediction interval"));
+    }
+
+    #[test]
+    fn content_without_a_series_has_no_chart() {
+        assert!(insight(&serde_json::json!({"title": "Attendance Forecast"})).is_none());
+    }
+
+    #[test]
+    fn the_usage_chart_describes_its_busiest_day() {
+        let days = [
+            UsageDay {
+                date: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                event_count: 3,
+                insight_count: 0,
+            },
+            UsageDay {
+                date: NaiveDate::from_ymd_opt(2026, 1, 2).unwrap(),
+                event_count: 9,
+                insight_count: 1,
+            },
+        ];
+        let chart = usage(&days).into_string();
+        assert!(
+            chart.contains("12 events over 2 days; the busiest day was 2026-01-02 with 9 events.")
+        );
+        assert_eq!(chart.matches("class=\"bar\"").count(), 2);
+    }
+}

@@ -32,6 +32,15 @@ fn title_of(insight: &InsightRecord) -> String {
         .to_owned()
 }
 
+/// The model's name from the catalogue, else the name the content carries.
+fn model_of(insight: &InsightRecord) -> String {
+    insight
+        .model_name
+        .clone()
+        .or_else(|| text_field(&insight.content, "model").map(str::to_owned))
+        .unwrap_or_default()
+}
+
 fn expiry_warning(expires_at: Option<chrono::DateTime<Utc>>) -> Option<String> {
     let expires_at = expires_at?;
     let days = (expires_at - Utc::now()).num_days();
@@ -323,7 +332,7 @@ pub(crate) async fn insights(State(state): State<AppState>, member: Member) -> P
                         @for insight in &insights {
                             tr {
                                 td { a href={ "/portal/insights/" (insight.id) } { (title_of(insight)) } }
-                                td { (insight.model_name.clone().unwrap_or_default()) }
+                                td { (model_of(insight)) }
                                 td { (confidence_text(&insight.content)) }
                                 td { (when(insight.created_at)) }
                             }
@@ -365,7 +374,7 @@ pub(crate) async fn insight_detail(
     let body = html! {
         @if let Some(description) = text_field(&insight.content, "description") { p.lead { (description) } }
         dl.facts {
-            dt { "Model" } dd { (insight.model_name.clone().unwrap_or_default()) }
+            dt { "Model" } dd { (model_of(&insight)) }
             dt { "Confidence" } dd { (confidence_text(&insight.content)) }
             dt { "Created" } dd { (when(insight.created_at)) }
         }

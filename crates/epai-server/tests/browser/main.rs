@@ -140,7 +140,6 @@ async fn a_hostile_insight_title_is_shown_as_text_in_the_portal_and_the_widget()
         "0"
     );
     browser.assert_no_alert().await;
-    browser.screenshot("insight").await;
 
     let token = embed_token(&app, &browser, json!({ "insight_id": id })).await;
     browser
@@ -162,6 +161,39 @@ async fn a_hostile_insight_title_is_shown_as_text_in_the_portal_and_the_widget()
     assert_eq!(images, "0");
     browser.assert_no_alert().await;
     browser.screenshot("widget-demo").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_forecast_insight_is_shown_with_its_chart_and_interval() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    sign_up(&browser, &app, "chart@example.com").await;
+    let counts: Vec<f64> = (0..42)
+        .map(|day| 40.0 + f64::from(day % 7) * 6.0 + f64::from(day) * 0.5)
+        .collect();
+    let content = epai_engine::forecast::volume_forecast_insight(
+        "page_view",
+        chrono::Utc::now().date_naive() - chrono::Days::new(42),
+        &counts,
+        epai_engine::forecast::Horizon::new(14).unwrap(),
+        &[epai_engine::forecast::IntervalLevel::new(80.0).unwrap()],
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    let id = insert_insight(
+        &app,
+        "chart@example.com",
+        serde_json::to_value(content).unwrap(),
+    )
+    .await;
+
+    browser
+        .open(&app.url(&format!("/portal/insights/{id}")))
+        .await;
+    browser.wait_for("figure.chart svg path.band").await;
+    assert_eq!(browser.text("h1").await, "page_view volume forecast");
+    browser.screenshot("insight").await;
     browser.close().await;
 }
 
