@@ -215,3 +215,126 @@ async fn a_wrong_password_on_the_login_form_is_refused_and_recorded() {
         .get(0);
     assert_eq!(failures, 1);
 }
+
+async fn page(app: &TestApp, client: &reqwest::Client, session: &str, path: &str) -> String {
+    let response = client
+        .get(app.url(path))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn logs_events_models_guide_and_settings_show_the_partners_own_data() {
+    let app = TestApp::spawn().await;
+    let client = no_redirects();
+    let session = sign_up(&app, &client, "pages@example.com").await;
+    let confirm = page(&app, &client, &session, "/portal/api-key/regenerate").await;
+    let shown = client
+        .post(app.url("/portal/api-key/regenerate"))
+        .header("cookie", &session)
+        .form(&[("csrf", csrf_of(&confirm))])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let start = shown.find("id=\"new-key\">").unwrap() + 13;
+    let key = shown[start..].split('<').next().unwrap().to_owned();
+    let ingested = app
+        .post_json(
+            "/v1/events",
+            &key,
+            &serde_json::json!({"event_type": "signup_clicked", "data": {"plan": "<pro>"}}),
+        )
+        .await;
+    assert_eq!(ingested.status(), 202);
+
+    let events = page(
+        &app,
+        &client,
+        &session,
+        "/portal/events?event_type=signup_clicked",
+    )
+    .await;
+    assert!(
+        events.contains("signup_clicked") && events.contains("&lt;pro&gt;"),
+        "{events}"
+    );
+    let none = page(&app, &client, &session, "/portal/events?event_type=other").await;
+    assert!(none.contains("No events yet."));
+
+    // Request logs are written in the background; these rows stand for two requests.
+    app.db
+        .admin()
+        .await
+        .execute(
+            "INSERT INTO logs (partner_id, endpoint, method, status, request_body)
+             SELECT id, '/v1/events', 'POST', 202, '{\"api_key\": \"[masked]\"}'::jsonb
+             FROM partners WHERE email = 'pages@example.com'
+             UNION ALL
+             SELECT id, '/v1/nothing-here', 'GET', 404, NULL
+             FROM partners WHERE email = 'pages@example.com'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let logs = page(
+        &app,
+        &client,
+        &session,
+        "/portal/logs?status=2xx&endpoint=%2Fv1%2Fevents",
+    )
+    .await;
+    assert!(logs.contains("<code>/v1/events</code>"), "{logs}");
+    assert!(!logs.contains("/v1/nothing-here"), "filtered out by status");
+    let detail_path = logs
+        .split("href=\"")
+        .find_map(|part| part.strip_prefix("/portal/logs/"))
+        .map(|rest| format!("/portal/logs/{}", rest.split('"').next().unwrap()))
+        .unwrap();
+    let detail = page(&app, &client, &session, &detail_path).await;
+    assert!(
+        detail.contains("[masked]") && !detail.contains(&key),
+        "{detail}"
+    );
+
+    let guide = page(&app, &client, &session, "/portal/guide").await;
+    assert!(guide.contains(&format!("http://{}/v1/events", app.address)));
+    assert!(guide.contains("/sdk/v1/epai.js"));
+    page(&app, &client, &session, "/portal/models").await;
+
+    let settings = page(&app, &client, &session, "/portal/settings").await;
+    let saved = client
+        .post(app.url("/portal/settings"))
+        .header("cookie", &session)
+        .form(&[
+            ("csrf", csrf_of(&settings).as_str()),
+            ("name", "Acme & Co"),
+            ("email", "billing@example.com"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+    let saved = saved.text().await.unwrap();
+    assert!(
+        saved.contains("Saved.") && saved.contains("value=\"Acme &amp; Co\""),
+        "{saved}"
+    );
+    let partner = app
+        .db
+        .admin()
+        .await
+        .query_one(
+            "SELECT name, email FROM partners WHERE email = 'billing@example.com'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(partner.get::<_, String>(0), "Acme & Co");
+}
