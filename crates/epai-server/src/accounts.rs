@@ -88,10 +88,47 @@ pub(crate) async fn signup(
     client: ClientContext,
     ApiJson(request): ApiJson<SignupRequest>,
 ) -> Result<Response, ApiError> {
-    let email = Email::parse(&request.email).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let password =
-        Password::parse(&request.password).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let name = match request.data.and_then(|data| data.name) {
+    let name = request.data.and_then(|data| data.name);
+    let signed_in = sign_up(&state, &client, &request.email, &request.password, name).await?;
+    session_response(&state, signed_in)
+}
+
+/// A new session: the account, its id and the refresh token, shown to the client once.
+pub(crate) struct SignedIn {
+    pub(crate) account: AccountUser,
+    pub(crate) session: SessionId,
+    pub(crate) refresh_token: RefreshToken,
+}
+
+impl SignedIn {
+    /// The access token of this session and its claims.
+    pub(crate) fn access_token(
+        &self,
+        state: &AppState,
+    ) -> Result<(String, SessionClaims), ApiError> {
+        let claims = SessionClaims::new(
+            self.account.id,
+            self.account.email.clone().unwrap_or_default(),
+            self.session,
+            Utc::now(),
+            state.settings.accounts.access_token_ttl,
+        );
+        Ok((state.jwt.issue(&claims)?, claims))
+    }
+}
+
+/// Creates the account, its partner and a first session in one transaction. The JSON API and
+/// the portal's sign-up form both come here.
+pub(crate) async fn sign_up(
+    state: &AppState,
+    client: &ClientContext,
+    raw_email: &str,
+    raw_password: &str,
+    raw_name: Option<String>,
+) -> Result<SignedIn, ApiError> {
+    let email = Email::parse(raw_email).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let password = Password::parse(raw_password).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let name = match raw_name {
         Some(name) => PartnerName::parse(&name).map_err(|e| ApiError::invalid(e.to_string()))?,
         None => PartnerName::from_email(&email),
     };
@@ -107,23 +144,24 @@ pub(crate) async fn signup(
             let partner = service.create_partner(&new_partner).await?;
             let user = partner.require_user()?;
             let session = service
-                .create_session(&client.new_session(user, &refresh_token, &state))
+                .create_session(&client.new_session(user, &refresh_token, state))
                 .await?;
             Ok((service.find_user(user).await?, session))
         })
         .await;
-    let (account, session) = match created {
-        Ok(created) => created,
-        Err(StoreError::Conflict(_)) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::AccountExists,
-                "an account with this email already exists; log in instead",
-            ));
-        }
-        Err(other) => return Err(other.into()),
-    };
-    session_response(&state, account, session, &refresh_token)
+    match created {
+        Ok((account, session)) => Ok(SignedIn {
+            account,
+            session,
+            refresh_token,
+        }),
+        Err(StoreError::Conflict(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::AccountExists,
+            "an account with this email already exists; log in instead",
+        )),
+        Err(other) => Err(other.into()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -155,7 +193,12 @@ pub(crate) async fn token(
         .0
         .grant_type;
     match grant.as_deref() {
-        Some("password") => password_grant(&state, &client, request).await,
+        Some("password") => {
+            let email = required(request.email, "email")?;
+            let password = required(request.password, "password")?;
+            let signed_in = log_in(&state, &client, &email, &password).await?;
+            session_response(&state, signed_in)
+        }
         Some("refresh_token") => refresh_grant(&state, &client, request).await,
         Some(_) => Err(ApiError::invalid(
             "unsupported grant_type; use password or refresh_token",
@@ -186,17 +229,16 @@ fn invalid_refresh_token() -> ApiError {
     )
 }
 
-/// Unknown email and wrong password answer alike, after the same argon2 work, so neither the
-/// response nor its timing tells whether an account exists.
-async fn password_grant(
+/// Password login, for the token endpoint and the portal's login form. Unknown email and wrong
+/// password answer alike, after the same argon2 work, so neither the response nor its timing
+/// tells whether an account exists; every failure is recorded as a security event.
+pub(crate) async fn log_in(
     state: &AppState,
     client: &ClientContext,
-    request: TokenRequest,
-) -> Result<Response, ApiError> {
-    let raw_email = required(request.email, "email")?;
-    let raw_password = required(request.password, "password")?;
-    let (Ok(email), Ok(password)) = (Email::parse(&raw_email), Password::parse(&raw_password))
-    else {
+    raw_email: &str,
+    raw_password: &str,
+) -> Result<SignedIn, ApiError> {
+    let (Ok(email), Ok(password)) = (Email::parse(raw_email), Password::parse(raw_password)) else {
         // No account can match input that sign-up would have refused.
         record_login_failure(state, client, None, "malformed_credentials", None).await?;
         return Err(invalid_credentials());
@@ -221,7 +263,11 @@ async fn password_grant(
                     Ok((service.find_user(candidate.user_id).await?, session))
                 })
                 .await?;
-            session_response(state, account, session, &refresh_token)
+            Ok(SignedIn {
+                account,
+                session,
+                refresh_token,
+            })
         }
         Some(candidate) => {
             let reason = if candidate.password_hash.is_some() {
@@ -354,7 +400,14 @@ async fn refresh_grant(
         })
         .await?;
     let (account, session) = rotated.ok_or_else(invalid_refresh_token)?;
-    session_response(state, account, session, &replacement)
+    session_response(
+        state,
+        SignedIn {
+            account,
+            session,
+            refresh_token: replacement,
+        },
+    )
 }
 
 /// Ends the caller's session: its refresh tokens stop working at once. The access token
@@ -366,6 +419,12 @@ pub(crate) async fn logout(
     State(state): State<AppState>,
     session: SessionUser,
 ) -> Result<StatusCode, ApiError> {
+    end_session(&state, session).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes the session's refresh tokens (the API's logout and the portal's).
+pub(crate) async fn end_session(state: &AppState, session: SessionUser) -> Result<(), ApiError> {
     state
         .store
         .as_service_role(async |service| {
@@ -374,7 +433,7 @@ pub(crate) async fn logout(
                 .await
         })
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// The signed-in user.
@@ -444,27 +503,15 @@ impl From<AccountUser> for UserObject {
     }
 }
 
-fn session_response(
-    state: &AppState,
-    account: AccountUser,
-    session: SessionId,
-    refresh_token: &RefreshToken,
-) -> Result<Response, ApiError> {
-    let ttl = state.settings.accounts.access_token_ttl;
-    let claims = SessionClaims::new(
-        account.id,
-        account.email.clone().unwrap_or_default(),
-        session,
-        Utc::now(),
-        ttl,
-    );
+fn session_response(state: &AppState, signed_in: SignedIn) -> Result<Response, ApiError> {
+    let (access_token, claims) = signed_in.access_token(state)?;
     let body = SessionResponse {
-        access_token: state.jwt.issue(&claims)?,
+        access_token,
         token_type: "bearer",
-        expires_in: ttl.as_secs(),
+        expires_in: state.settings.accounts.access_token_ttl.as_secs(),
         expires_at: claims.exp,
-        refresh_token: refresh_token.reveal().to_owned(),
-        user: UserObject::from(account),
+        refresh_token: signed_in.refresh_token.reveal().to_owned(),
+        user: UserObject::from(signed_in.account),
     };
     // Credentials must not be kept by caches along the way (RFC 6749 §5.1).
     let no_store = [(CACHE_CONTROL, HeaderValue::from_static("no-store"))];

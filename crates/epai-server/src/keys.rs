@@ -59,7 +59,7 @@ pub async fn regenerate(
     ))
 }
 
-async fn rotate(
+pub(crate) async fn rotate(
     state: &AppState,
     session: &SessionUser,
     client: Option<ClientInfo>,

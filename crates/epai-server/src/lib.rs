@@ -17,12 +17,14 @@ mod metrics;
 mod observe;
 mod openapi;
 mod password;
+mod portal;
 mod predict;
 pub mod rate_limit;
 mod reads;
 mod redact;
 mod session;
 mod stream;
+mod widget;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -345,6 +347,8 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(public_reads)
         .merge(accounts::routes())
+        .merge(portal::routes())
+        .merge(widget::routes())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use epai_domain::{API_KEY_PREFIX, AuthUserId, SessionId};
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -71,6 +72,8 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Signs the portal's CSRF tokens: derived from the secret, never the secret itself.
+    csrf_key: [u8; 32],
 }
 
 impl JwtKeys {
@@ -88,12 +91,21 @@ impl JwtKeys {
         validation.set_required_spec_claims(&["exp", "sub", "aud"]);
         // The server checks tokens it issued itself against its own clock: no skew to allow for.
         validation.leeway = 0;
+        let mut csrf_mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(secret).map_err(|_| WeakJwtSecret)?;
+        csrf_mac.update(b"epai portal csrf key");
         Ok(Self {
+            csrf_key: csrf_mac.finalize().into_bytes().into(),
             kid,
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
         })
+    }
+
+    /// The key the portal signs CSRF tokens with.
+    pub(crate) fn csrf_key(&self) -> &[u8; 32] {
+        &self.csrf_key
     }
 
     /// The key id written into every token header: 8 hex characters of the secret's SHA-256.

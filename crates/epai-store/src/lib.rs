@@ -21,6 +21,7 @@ mod features;
 mod ingest;
 mod migrate;
 pub mod notify;
+pub mod portal;
 mod queries;
 pub mod queue;
 mod security_events;

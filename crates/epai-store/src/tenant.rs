@@ -11,7 +11,7 @@ use crate::queries::named_query;
 /// A transaction running as role `authenticated` with one user's claims: row-level security
 /// limits every statement in it to that user's partner.
 pub struct Tenant<'a> {
-    tx: Transaction<'a>,
+    pub(crate) tx: Transaction<'a>,
     user: AuthUserId,
     key_policy: KeyPolicy,
 }

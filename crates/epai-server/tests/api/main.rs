@@ -7,6 +7,7 @@ mod helpers;
 mod ingest;
 mod live_insights;
 mod portal_api;
+mod portal_pages;
 mod predict;
 mod rate_limit;
 mod rate_limited_requests;
