@@ -150,6 +150,36 @@ async fn authenticate(
             )
             .await)
         }
+        // Browsers' EventSource cannot send headers: the stream takes an embed token (short-lived,
+        // read-only, never an API key or session) as `access_token` in the query string.
+        Presented::None
+            if allow_embed
+                && parts.uri.path() == STREAM_PATH
+                && let Some(token) = query_access_token(parts.uri.query()) =>
+        {
+            match state.jwt.verify_for::<EmbedClaims>(&token, EMBED_AUDIENCE) {
+                Some(embed) => {
+                    embed.check_origin(&parts.headers)?;
+                    if let Some(client) = &client {
+                        limit_ip(state, client).await?;
+                    }
+                    Ok(InsightReader {
+                        user_id: embed.sub,
+                        partner_id: Some(embed.partner),
+                        embed: Some(embed),
+                    })
+                }
+                None => Err(refuse(
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        ErrorCode::InvalidSession,
+                        "access_token must be a valid embed token",
+                    ),
+                    Some("invalid_token"),
+                )
+                .await),
+            }
+        }
         Presented::None => Err(refuse(
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -160,6 +190,16 @@ async fn authenticate(
         )
         .await),
     }
+}
+
+/// The only path that accepts a credential in its query string.
+const STREAM_PATH: &str = "/v1/insights/stream";
+
+fn query_access_token(query: Option<&str>) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        (name == "access_token" && !value.is_empty()).then(|| value.to_owned())
+    })
 }
 
 async fn limit(

@@ -360,7 +360,12 @@ pub fn router(state: AppState) -> Router {
                 "a request handler panicked",
             ))
         }))
-        .layer(TraceLayer::new_for_http())
+        // Spans name the path only: the stream's query string may carry an embed token.
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+            },
+        ))
         .with_state(state)
 }
 

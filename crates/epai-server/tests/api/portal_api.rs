@@ -497,3 +497,45 @@ async fn no_password_key_or_token_is_ever_written_to_logs_or_security_events() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_stream_takes_an_embed_token_in_the_query_string_and_nothing_else() {
+    let app = TestApp::spawn().await;
+    let acme = app.partner("Acme").await;
+    let session = app.portal_session("streamer@portal.test").await;
+    let embed: Value = embed_token(&app, &acme.key, json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let embed = embed["token"].as_str().unwrap();
+    let open = |token: &str| {
+        app.client
+            .get(app.url(&format!("/v1/insights/stream?access_token={token}")))
+            .send()
+    };
+    let stream = open(embed).await.unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    drop(stream);
+    for not_embed in [acme.key.as_str(), session.as_str(), "garbage"] {
+        let refused = open(not_embed).await.unwrap();
+        assert_eq!(refused.status(), 401, "{not_embed:.12}");
+    }
+    let elsewhere = app
+        .client
+        .get(app.url(&format!("/v1/insights?access_token={embed}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        elsewhere.status(),
+        401,
+        "only the stream reads the query string"
+    );
+}
