@@ -98,8 +98,9 @@ impl FeedPublisher {
     responses(
         (status = 200, description = "An endless `text/event-stream` of `insight` events",
             content_type = "text/event-stream", body = InsightRecord),
-        (status = "4XX", body = Problem),
-        (status = 503, body = Problem, description = "Live updates are not available right now")))]
+        (status = "4XX", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json",
+         description = "Live updates are not available right now")))]
 pub async fn insights(
     State(state): State<AppState>,
     caller: InsightReader,
