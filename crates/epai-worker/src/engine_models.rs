@@ -2,9 +2,9 @@
 //! and an anomaly scan over its daily counts.
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use epai_engine::InsightContent;
 use epai_engine::anomaly::{SeriesKind, anomaly_insight};
 use epai_engine::forecast::{Horizon, IntervalLevel, volume_forecast_insight};
+use epai_engine::{EngineError, InsightContent};
 use epai_store::{DailySeries, FeatureRequest, NewInsight, PartnerFeatures};
 use serde_json::json;
 
@@ -43,12 +43,22 @@ fn active_series(
         })
 }
 
-fn insight(event_type: &str, content: &InsightContent) -> Result<NewInsight, ModelError> {
-    Ok(NewInsight {
-        subject: event_type.to_owned(),
-        content: serde_json::to_value(content)?,
-        metadata: Some(json!({ "event_type": event_type })),
-    })
+/// One insight per active event type, each computed by `model` from `(event_type, first day,
+/// daily counts)` and filed under the event type as its subject.
+fn per_event_type(
+    features: &PartnerFeatures,
+    model: impl Fn(&str, NaiveDate, &[f64]) -> Result<InsightContent, EngineError>,
+) -> Result<Vec<NewInsight>, ModelError> {
+    active_series(features)
+        .map(|(series, first_day, values)| {
+            let content = model(&series.event_type, first_day, &values)?;
+            Ok(NewInsight {
+                subject: series.event_type.clone(),
+                content: serde_json::to_value(&content)?,
+                metadata: Some(json!({ "event_type": series.event_type })),
+            })
+        })
+        .collect()
 }
 
 /// `event_volume_forecast`: the next 14 days of each event type with 80% and 95% intervals.
@@ -70,19 +80,9 @@ impl InsightModel for VolumeForecast {
     ) -> Result<Vec<NewInsight>, ModelError> {
         let horizon = Horizon::new(14)?;
         let levels = IntervalLevel::defaults();
-        active_series(features)
-            .map(|(series, first_day, values)| {
-                let content = volume_forecast_insight(
-                    &series.event_type,
-                    first_day,
-                    &values,
-                    horizon,
-                    &levels,
-                    now,
-                )?;
-                insight(&series.event_type, &content)
-            })
-            .collect()
+        per_event_type(features, |event_type, first_day, counts| {
+            volume_forecast_insight(event_type, first_day, counts, horizon, &levels, now)
+        })
     }
 }
 
@@ -103,17 +103,8 @@ impl InsightModel for AnomalyDetection {
         features: &PartnerFeatures,
         now: DateTime<Utc>,
     ) -> Result<Vec<NewInsight>, ModelError> {
-        active_series(features)
-            .map(|(series, first_day, values)| {
-                let content = anomaly_insight(
-                    &series.event_type,
-                    first_day,
-                    &values,
-                    SeriesKind::Counts,
-                    now,
-                )?;
-                insight(&series.event_type, &content)
-            })
-            .collect()
+        per_event_type(features, |event_type, first_day, counts| {
+            anomaly_insight(event_type, first_day, counts, SeriesKind::Counts, now)
+        })
     }
 }
