@@ -56,12 +56,12 @@ pub struct ForecastRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AttendanceForm {
-    venue: String,
-    event_date: NaiveDate,
-    genre: String,
-    ticket_price: f64,
-    marketing_budget: f64,
-    venue_capacity: u32,
+    pub(crate) venue: String,
+    pub(crate) event_date: NaiveDate,
+    pub(crate) genre: String,
+    pub(crate) ticket_price: f64,
+    pub(crate) marketing_budget: f64,
+    pub(crate) venue_capacity: u32,
 }
 
 /// The original `/predict` lead form.
@@ -71,29 +71,29 @@ pub struct LeadForm {
     /// Identifies the lead in the original form; not a model feature.
     #[serde(default)]
     #[allow(dead_code)]
-    customer_email: Option<String>,
+    pub(crate) customer_email: Option<String>,
     /// Identifies the lead in the original form; not a model feature.
     #[serde(default)]
     #[allow(dead_code)]
-    customer_name: Option<String>,
+    pub(crate) customer_name: Option<String>,
     #[serde(default)]
-    age: Option<f64>,
+    pub(crate) age: Option<f64>,
     /// Accepted for the original form; not a model feature.
     #[serde(default)]
     #[allow(dead_code)]
-    location: Option<String>,
-    engagement_score: f64,
-    previous_purchases: f64,
-    website_visits: f64,
-    email_opens: f64,
-    social_media_engagement: f64,
+    pub(crate) location: Option<String>,
+    pub(crate) engagement_score: f64,
+    pub(crate) previous_purchases: f64,
+    pub(crate) website_visits: f64,
+    pub(crate) email_opens: f64,
+    pub(crate) social_media_engagement: f64,
 }
 
-/// A prediction in the shape both paths share.
-struct Prediction {
-    value: f64,
-    confidence: f64,
-    explanation: String,
+/// A prediction in the shape every path shares.
+pub(crate) struct Prediction {
+    pub(crate) value: f64,
+    pub(crate) confidence: f64,
+    pub(crate) explanation: String,
     details: Value,
 }
 
@@ -167,7 +167,7 @@ fn attendance_record(occurred_at: DateTime<Utc>, data: &Value) -> Option<Attenda
     })
 }
 
-async fn attendance(
+pub(crate) async fn attendance(
     state: &AppState,
     caller: &AccountCaller,
     form: AttendanceForm,
@@ -226,7 +226,7 @@ fn lead_features(data: &Value) -> LeadFeatures {
     }
 }
 
-async fn lead(
+pub(crate) async fn lead(
     state: &AppState,
     caller: &AccountCaller,
     form: LeadForm,
@@ -327,7 +327,7 @@ pub async fn predict(
 }
 
 /// The body as the model's declared inputs, or a 400 naming what is wrong.
-fn inputs<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+pub(crate) fn inputs<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     parse_json(&bytes)
 }

@@ -61,6 +61,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/portal/insights", get(pages::insights))
         .route("/portal/insights/{id}", get(pages::insight_detail))
         .route("/portal/models", get(pages::models))
+        .route("/portal/models/predict", post(pages::predict_playground))
         .route("/portal/events", get(pages::events))
         .route(
             "/portal/settings",

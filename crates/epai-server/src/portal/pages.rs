@@ -394,11 +394,26 @@ pub(crate) async fn insight_detail(
 }
 
 pub(crate) async fn models(State(state): State<AppState>, member: Member) -> PageResult {
+    models_page(&state, &member.visitor, member.session.user_id, None).await
+}
+
+/// A playground result shown on the models page: which model, and what it said.
+struct PlaygroundOutcome {
+    model: String,
+    result: Result<crate::predict::Prediction, String>,
+}
+
+async fn models_page(
+    state: &AppState,
+    visitor: &super::Visitor,
+    user: epai_domain::AuthUserId,
+    outcome: Option<PlaygroundOutcome>,
+) -> PageResult {
     let models = state
         .store
-        .as_user(member.session.user_id, async |t| t.models().await)
+        .as_user(user, async |t| t.models().await)
         .await
-        .map_err(|e| PageError::new(member.visitor.clone(), e))?;
+        .map_err(|e| PageError::new(visitor.clone(), e))?;
     let list = |value: Option<&serde_json::Value>| -> Vec<String> {
         match value {
             Some(serde_json::Value::Array(items)) => items
@@ -422,10 +437,123 @@ pub(crate) async fn models(State(state): State<AppState>, member: Member) -> Pag
                 @let outputs = list(metadata.and_then(|m| m.get("outputs")));
                 @if !inputs.is_empty() { p { strong { "Inputs: " } (inputs.join(", ")) } }
                 @if !outputs.is_empty() { p { strong { "Outputs: " } (outputs.join(", ")) } }
+                @if let Some(fields) = playground_fields(&model.name) {
+                    @if let Some(outcome) = outcome.as_ref().filter(|o| o.model == model.name) {
+                        @match &outcome.result {
+                            Ok(prediction) => {
+                                section.result aria-live="polite" {
+                                    h3 { "Prediction" }
+                                    p { strong.prediction { (format!("{:.2}", prediction.value)) }
+                                        " (confidence " (format!("{:.0}%", prediction.confidence * 100.0)) ")" }
+                                    p { (prediction.explanation) }
+                                }
+                            }
+                            Err(message) => { p.error role="alert" { (message) } }
+                        }
+                    }
+                    details open[outcome.as_ref().is_some_and(|o| o.model == model.name)] {
+                        summary { "Try a prediction" }
+                        form method="post" action="/portal/models/predict" {
+                            input type="hidden" name="csrf" value=(visitor.csrf);
+                            input type="hidden" name="model" value=(model.name);
+                            @for (name, label, kind) in fields {
+                                @let id = format!("{}-{}", model.name, name);
+                                label for=(id) { (label) }
+                                input id=(id) type=(kind) name=(name) required[*name != "age"] step=[(kind == &"number").then_some("any")];
+                            }
+                            button type="submit" { "Predict" }
+                        }
+                    }
+                }
             }
         }
     };
-    Ok(page(&member.visitor, "Models", "/portal/models", body).into_response())
+    Ok(visitor.respond(page(visitor, "Models", "/portal/models", body)))
+}
+
+/// The form fields of the models that answer the original `/predict` forms.
+fn playground_fields(model: &str) -> Option<&'static [(&'static str, &'static str, &'static str)]> {
+    match model {
+        "attendance_forecast" => Some(&[
+            ("venue", "Venue", "text"),
+            ("eventDate", "Event date", "date"),
+            ("genre", "Genre", "text"),
+            ("ticketPrice", "Ticket price", "number"),
+            ("marketingBudget", "Marketing budget", "number"),
+            ("venueCapacity", "Venue capacity", "number"),
+        ]),
+        "lead_scoring" => Some(&[
+            ("engagementScore", "Engagement score", "number"),
+            ("previousPurchases", "Previous purchases", "number"),
+            ("websiteVisits", "Website visits", "number"),
+            ("emailOpens", "Email opens", "number"),
+            ("socialMediaEngagement", "Social media engagement", "number"),
+            ("age", "Age (optional)", "number"),
+        ]),
+        _ => None,
+    }
+}
+
+/// What the playground form posts: the model and its fields as typed in.
+#[derive(Deserialize)]
+pub(crate) struct PlaygroundForm {
+    model: String,
+    #[serde(flatten)]
+    fields: std::collections::HashMap<String, String>,
+}
+
+/// Runs the playground form through the same prediction as `POST /v1/models/{name}/predict`.
+pub(crate) async fn predict_playground(
+    State(state): State<AppState>,
+    member: Member,
+    form: CheckedForm<PlaygroundForm>,
+) -> PageResult {
+    let PlaygroundForm { model, mut fields } = form.fields;
+    fields.remove("csrf");
+    // Form fields are text; the prediction inputs are typed: convert what looks like a number.
+    let inputs: serde_json::Map<String, serde_json::Value> = fields
+        .into_iter()
+        .filter(|(_, value)| !value.trim().is_empty())
+        .map(|(name, value)| {
+            let text = value.trim();
+            let typed = if name == "venue" || name == "genre" {
+                serde_json::Value::String(value)
+            } else if let Ok(whole) = text.parse::<i64>() {
+                serde_json::json!(whole)
+            } else if let Ok(number) = text.parse::<f64>() {
+                serde_json::json!(number)
+            } else {
+                serde_json::Value::String(value)
+            };
+            (name, typed)
+        })
+        .collect();
+    let caller = crate::caller::AccountCaller {
+        user_id: member.session.user_id,
+    };
+    let body = serde_json::Value::Object(inputs);
+    let result = match model.as_str() {
+        "attendance_forecast" => match crate::predict::inputs(body) {
+            Ok(form) => crate::predict::attendance(&state, &caller, form).await,
+            Err(e) => Err(e),
+        },
+        "lead_scoring" => match crate::predict::inputs(body) {
+            Ok(form) => crate::predict::lead(&state, &caller, form).await,
+            Err(e) => Err(e),
+        },
+        _ => Err(crate::ApiError::not_found("this model has no playground")),
+    };
+    let outcome = PlaygroundOutcome {
+        model,
+        result: result.map_err(|e| e.detail),
+    };
+    models_page(
+        &state,
+        &member.visitor,
+        member.session.user_id,
+        Some(outcome),
+    )
+    .await
 }
 
 #[derive(Deserialize, Default)]

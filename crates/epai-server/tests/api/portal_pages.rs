@@ -338,3 +338,83 @@ async fn logs_events_models_guide_and_settings_show_the_partners_own_data() {
         .unwrap();
     assert_eq!(partner.get::<_, String>(0), "Acme & Co");
 }
+
+#[tokio::test]
+async fn the_models_page_runs_the_attendance_playground_on_the_partners_events() {
+    let app = TestApp::spawn().await;
+    let client = no_redirects();
+    let session = sign_up(&app, &client, "playground@portal.test").await;
+    let token = session.trim_start_matches("epai_session=");
+    let key: serde_json::Value = client
+        .post(app.url("/v1/api-key"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["api_key"].as_str().unwrap();
+    let events: Vec<serde_json::Value> = (0..30)
+        .map(|i| {
+            serde_json::json!({"event_type": "event_attendance", "data": {
+                "venue_id": "hall", "capacity": 200, "attendee_count": 150 + i % 10,
+                "event_date": format!("2026-10-{:02}", 1 + i % 28), "genre": "jazz",
+                "ticket_price": 30, "marketing_budget": 800
+            }})
+        })
+        .collect();
+    let stored = app
+        .post_json(
+            "/v1/events/batch",
+            key,
+            &serde_json::json!({ "events": events }),
+        )
+        .await;
+    assert_eq!(stored.status(), 202);
+
+    let models = page(&app, &client, &session, "/portal/models").await;
+    assert!(models.contains("Try a prediction"));
+    let csrf = csrf_of(&models);
+    let predicted = client
+        .post(app.url("/portal/models/predict"))
+        .header("cookie", &session)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("model", "attendance_forecast"),
+            ("venue", "hall"),
+            ("eventDate", "2026-12-05"),
+            ("genre", "jazz"),
+            ("ticketPrice", "30"),
+            ("marketingBudget", "800"),
+            ("venueCapacity", "200"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(predicted.status(), 200);
+    let html = predicted.text().await.unwrap();
+    let shown = html
+        .split("<strong class=\"prediction\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</strong>").next())
+        .and_then(|value| value.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no prediction in the page"));
+    assert!(
+        (130.0..=175.0).contains(&shown),
+        "about 154 of 200 expected, got {shown}"
+    );
+
+    let missing = client
+        .post(app.url("/portal/models/predict"))
+        .header("cookie", &session)
+        .form(&[("csrf", csrf.as_str()), ("model", "attendance_forecast")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 200);
+    assert!(
+        missing.text().await.unwrap().contains("role=\"alert\""),
+        "an error is shown"
+    );
+}
