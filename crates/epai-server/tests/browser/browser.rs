@@ -131,12 +131,19 @@ impl Browser {
         assert!(alert.is_err(), "an alert is open: {alert:?}");
     }
 
-    /// Saves the page as `docs/screenshots/<name>.png`.
+    /// Takes a screenshot (which fails if the page cannot be rendered) and, when
+    /// `EPAI_SCREENSHOTS` names a directory (`EPAI_SCREENSHOTS=docs/screenshots` refreshes the
+    /// README's pictures), saves it there as `<name>.png`.
     pub async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.unwrap();
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+        if let Some(dir) = std::env::var_os("EPAI_SCREENSHOTS") {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+        }
     }
 
     pub async fn close(self) {

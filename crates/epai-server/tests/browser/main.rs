@@ -1,8 +1,8 @@
 //! The portal and the widget in a real headless Chromium, driven over WebDriver.
 //!
 //! Needs `chromium` and `chromedriver` (`apt-get install chromium chromium-driver`); without
-//! them these tests fail, they do not skip. Screenshots of the main pages are written to
-//! `docs/screenshots/`.
+//! them these tests fail, they do not skip. With `EPAI_SCREENSHOTS=docs/screenshots` they also
+//! refresh the README's screenshots of the main pages.
 
 // The API tests' server harness; this binary uses only part of it.
 #[allow(dead_code)]
