@@ -222,6 +222,23 @@ impl TestApp {
         body["access_token"].as_str().unwrap().to_owned()
     }
 
+    /// The JSON answer of a request with `Authorization: Bearer <token>`.
+    pub async fn bearer_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> serde_json::Value {
+        self.with_bearer(method, path, token)
+            .await
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn with_bearer(
         &self,
         method: reqwest::Method,

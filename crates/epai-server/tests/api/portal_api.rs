@@ -32,15 +32,7 @@ async fn a_session_manages_the_key_which_then_ingests_and_reads() {
         .unwrap();
     problem(none, 404, "not-found").await;
     let key = key_from(&app, &token).await;
-    let status: Value = app
-        .with_bearer(Method::GET, "/v1/api-key", &token)
-        .await
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = app.bearer_json(Method::GET, "/v1/api-key", &token).await;
     assert_eq!(status["key_prefix"], key[..11]);
     assert!(
         !status.to_string().contains(&key),
@@ -62,25 +54,11 @@ async fn a_session_manages_the_key_which_then_ingests_and_reads() {
         202
     );
     // The portal reads the same data with its session.
-    let events: Value = app
-        .with_bearer(Method::GET, "/v1/events", &token)
-        .await
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events: Value = app.bearer_json(Method::GET, "/v1/events", &token).await;
     assert_eq!(events["data"][0]["event_type"], "page_view");
     let usage: Value = app
-        .with_bearer(Method::GET, "/v1/usage?days=1", &token)
-        .await
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .bearer_json(Method::GET, "/v1/usage?days=1", &token)
+        .await;
     assert_eq!(usage["total_events"], 1);
 
     // The original portal sent Supabase's anon key as `apikey` beside the session: ignored.
@@ -122,28 +100,12 @@ async fn the_original_portal_paths_keep_their_shapes() {
     let mut app = TestApp::spawn().await;
     let token = app.portal_session("legacy@portal.test").await;
     for path in ["/api-key-manager", "/functions/v1/api-key-manager"] {
-        let created: Value = app
-            .with_bearer(Method::POST, path, &token)
-            .await
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let created: Value = app.bearer_json(Method::POST, path, &token).await;
         assert!(
             created["apiKey"].as_str().unwrap().starts_with("epai_"),
             "{path}"
         );
-        let shown: Value = app
-            .with_bearer(Method::GET, path, &token)
-            .await
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let shown: Value = app.bearer_json(Method::GET, path, &token).await;
         assert_eq!(
             shown["apiKey"],
             Value::Null,
@@ -156,14 +118,8 @@ async fn the_original_portal_paths_keep_their_shapes() {
         assert!(shown["expiresAt"].is_string() && shown["createdAt"].is_string());
     }
     let key: Value = app
-        .with_bearer(Method::POST, "/api-key-manager", &token)
-        .await
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .bearer_json(Method::POST, "/api-key-manager", &token)
+        .await;
     let key = key["apiKey"].as_str().unwrap().to_owned();
     for i in 0..3 {
         app.post_json(
@@ -174,14 +130,8 @@ async fn the_original_portal_paths_keep_their_shapes() {
         .await;
     }
     let stats: Value = app
-        .with_bearer(Method::POST, "/get-usage-stats", &token)
-        .await
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .bearer_json(Method::POST, "/get-usage-stats", &token)
+        .await;
     assert_eq!(stats["total_ingestion_events"], 3);
     assert_eq!(stats["total_insights_generated"], 0);
     assert!(stats["latest_event_timestamp"].is_string());
