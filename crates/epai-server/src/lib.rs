@@ -50,6 +50,7 @@ pub use auth::KeyVerifier;
 pub use error::{ApiError, ErrorCode};
 pub use observe::ClientInfo;
 pub use openapi::ApiDoc;
+pub use password::hash_password;
 use rate_limit::{Quota, RateLimitError, RateLimitSettings, RateLimiter};
 pub use session::{JwtKeys, SESSION_COOKIE, SessionClaims, SessionUser, WeakJwtSecret};
 use stream::{FeedPublisher, InsightFeed};

@@ -29,7 +29,7 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`) to store for `password`.
-pub(crate) async fn hash_password(password: Password) -> Result<String, ApiError> {
+pub async fn hash_password(password: Password) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || {
         HASHER
             .hash_password(password.expose().as_bytes())

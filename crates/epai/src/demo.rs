@@ -2,7 +2,7 @@
 //! every screen and model has something to show.
 
 use chrono::{DateTime, Duration, Utc};
-use epai_domain::{Email, PartnerId, PartnerName};
+use epai_domain::{Email, PartnerId, PartnerName, Password};
 use epai_store::{NewEvent, NewPartner, PartnerRecord, Store, StoreError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -17,6 +17,8 @@ pub struct Loaded {
     pub partner: PartnerRecord,
     pub events: usize,
     pub created: bool,
+    /// The portal password of a newly created demo account, shown only this once.
+    pub password: Option<String>,
 }
 
 /// Creates the demo partner and its events unless it exists already.
@@ -43,12 +45,21 @@ pub async fn load(store: &Store) -> anyhow::Result<Loaded> {
             partner,
             events,
             created: false,
+            password: None,
         });
     }
+    let password: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect();
+    let password_hash = epai_server::hash_password(Password::parse(&password)?)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.detail))?;
     let new = NewPartner {
         name: PartnerName::parse("Harbour Lights Events")?,
         email: Email::parse(DEMO_EMAIL)?,
-        password_hash: None,
+        password_hash: Some(password_hash),
     };
     let mut count = 0;
     let partner = store
@@ -66,6 +77,7 @@ pub async fn load(store: &Store) -> anyhow::Result<Loaded> {
         partner,
         events: count,
         created: true,
+        password: Some(password),
     })
 }
 

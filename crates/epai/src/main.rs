@@ -235,6 +235,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             );
             print_key(false, "demo API key", &loaded.partner, &issued)?;
+            if let Some(password) = &loaded.password {
+                println!(
+                    "portal login: {} / {password}  (shown only now)",
+                    loaded.partner.email.as_deref().unwrap_or_default()
+                );
+            }
             db.close().await
         }
     }
@@ -355,10 +361,20 @@ async fn serve(global: &GlobalArgs, args: &config::ServeArgs) -> anyhow::Result<
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, database = %db.describe(), "EPAI is serving");
-    println!(
+    // The banner is a courtesy: a closed stdout (a supervisor that stopped reading) must not
+    // take the server down, as `println!` would.
+    let mut banner = std::io::stdout().lock();
+    let _ = writeln!(
+        banner,
         "EPAI is serving on http://{address}  (database: {})",
         db.describe()
     );
+    let _ = writeln!(
+        banner,
+        "portal: http://{address}/portal  (for a demo partner with data and a login: epai demo)"
+    );
+    let _ = banner.flush();
+    drop(banner);
     let mut settings = args.server_settings();
     settings.rate_limits = global.rate_limit_settings();
     settings.accounts = args.account_settings();

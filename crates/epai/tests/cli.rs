@@ -248,6 +248,10 @@ async fn demo_loads_weeks_of_varied_events_once() {
     let db = TestDatabase::migrated().await;
     let first = stdout(&run(epai().env("DATABASE_URL", db.url()).arg("demo")));
     assert!(first.contains("API key:"), "{first}");
+    assert!(
+        first.contains("portal login: demo@epai.local / "),
+        "{first}"
+    );
     let admin = db.admin().await;
     let row = admin
         .query_one(
@@ -265,6 +269,10 @@ async fn demo_loads_weeks_of_varied_events_once() {
 
     let second = stdout(&run(epai().env("DATABASE_URL", db.url()).arg("demo")));
     assert!(second.contains("already loaded"), "{second}");
+    assert!(
+        !second.contains("portal login"),
+        "the password is shown only once"
+    );
     let again: i64 = admin
         .query_one("SELECT count(*) FROM ingestion_events", &[])
         .await
