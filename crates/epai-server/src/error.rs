@@ -31,6 +31,10 @@ pub enum ErrorCode {
     InvalidRequest,
     #[serde(rename = "validation/unsupported-media-type")]
     UnsupportedMediaType,
+    #[serde(rename = "validation/url-not-allowed")]
+    UrlNotAllowed,
+    #[serde(rename = "webhook/limit-reached")]
+    WebhookLimit,
     #[serde(rename = "idempotency/key-reused")]
     IdempotencyKeyReused,
     #[serde(rename = "not-found")]
@@ -62,6 +66,8 @@ impl ErrorCode {
             Self::RateLimitExceeded => "rate-limit/exceeded",
             Self::InvalidRequest => "validation/invalid-request",
             Self::UnsupportedMediaType => "validation/unsupported-media-type",
+            Self::UrlNotAllowed => "validation/url-not-allowed",
+            Self::WebhookLimit => "webhook/limit-reached",
             Self::IdempotencyKeyReused => "idempotency/key-reused",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",

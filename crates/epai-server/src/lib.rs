@@ -24,6 +24,7 @@ mod reads;
 mod redact;
 mod session;
 mod stream;
+mod webhooks;
 mod widget;
 
 use std::future::Future;
@@ -34,7 +35,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, header};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use epai_domain::EventLimits;
 use epai_store::notify::Notification;
 use epai_store::{ActivityRecorder, IngestOptions, IngestWriter, Store};
@@ -54,6 +55,7 @@ pub use password::hash_password;
 use rate_limit::{Quota, RateLimitError, RateLimitSettings, RateLimiter};
 pub use session::{JwtKeys, SESSION_COOKIE, SessionClaims, SessionUser, WeakJwtSecret};
 use stream::{FeedPublisher, InsightFeed};
+pub use webhooks::WebhookSettings;
 
 /// Limits and knobs of the HTTP layer.
 #[derive(Clone, Debug)]
@@ -78,6 +80,7 @@ pub struct ServerSettings {
     /// How often an idle insight stream sends a comment line, so connections and proxies
     /// keep it open.
     pub stream_heartbeat: Duration,
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for ServerSettings {
@@ -99,6 +102,7 @@ impl Default for ServerSettings {
             },
             accounts: AccountSettings::default(),
             stream_heartbeat: Duration::from_secs(15),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -204,7 +208,7 @@ async fn apply_notifications(
                 feed.resubscribed();
             }
             // Workers listen for those themselves.
-            Notification::JobsAvailable => {}
+            Notification::JobsAvailable | Notification::DeliveriesAvailable => {}
         }
     }
 }
@@ -283,6 +287,23 @@ pub fn router(state: AppState) -> Router {
         .route("/predict", post(predict::original_predict))
         .route("/functions/v1/predict", post(predict::original_predict))
         .route("/v1/api-key", get(keys::status).post(keys::regenerate))
+        .route(
+            "/v1/webhooks",
+            get(webhooks::list).post(webhooks::create_webhook),
+        )
+        .route(
+            "/v1/webhooks/{id}",
+            patch(webhooks::update_webhook).delete(webhooks::delete_webhook),
+        )
+        .route(
+            "/v1/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route("/v1/webhooks/{id}/test", post(webhooks::test_webhook))
+        .route(
+            "/v1/webhooks/{id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
         .route(
             "/api-key-manager",
             get(keys::original_status).post(keys::original_regenerate),

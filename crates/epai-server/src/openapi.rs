@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{accounts, embed, error, health, ingest, keys, predict, reads, stream};
+use crate::{accounts, embed, error, health, ingest, keys, predict, reads, stream, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,6 +38,13 @@ use crate::{accounts, embed, error, health, ingest, keys, predict, reads, stream
         predict::original_predict,
         keys::status,
         keys::regenerate,
+        webhooks::list,
+        webhooks::create_webhook,
+        webhooks::update_webhook,
+        webhooks::delete_webhook,
+        webhooks::rotate_secret,
+        webhooks::test_webhook,
+        webhooks::list_deliveries,
         ingest::post_ingest_original,
         ingest::post_ingest_v2,
         reads::original_insights,
@@ -57,6 +64,7 @@ use crate::{accounts, embed, error, health, ingest, keys, predict, reads, stream
         (name = "usage", description = "Daily usage"),
         (name = "logs", description = "The partner's request log"),
         (name = "keys", description = "The partner's API key (portal session)"),
+        (name = "webhooks", description = "Insight webhooks: endpoints, signing secrets, deliveries (Standard Webhooks)"),
         (name = "original paths", description = "Paths of the original deployment, kept for existing integrations"),
         (name = "accounts", description = "Portal accounts and sessions (GoTrue-compatible)"),
         (name = "operations", description = "Liveness and readiness"),

@@ -21,11 +21,11 @@ use crate::extract::ApiQuery;
 use crate::observe::ClientInfo;
 
 /// `(timestamp, id)` of the last row of a page, as an opaque `<microseconds>_<uuid>` string.
-fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+pub(crate) fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
     format!("{}_{}", at.timestamp_micros(), id.simple())
 }
 
-fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
+pub(crate) fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     let invalid = || ApiError::invalid("cursor is not one this API returned");
     let (micros, id) = cursor.split_once('_').ok_or_else(invalid)?;
     let at = micros

@@ -23,9 +23,10 @@ fn is_secret_field(name: &str) -> bool {
     .any(|needle| name.contains(needle))
 }
 
-/// Strings that look like credentials wherever they appear: API keys and JWTs.
+/// Strings that look like credentials wherever they appear: API keys, webhook signing secrets
+/// and JWTs.
 fn looks_like_secret(text: &str) -> bool {
-    text.contains("epai_") || text.split_whitespace().any(looks_like_jwt)
+    text.contains("epai_") || text.contains("whsec_") || text.split_whitespace().any(looks_like_jwt)
 }
 
 fn looks_like_jwt(word: &str) -> bool {
@@ -96,9 +97,10 @@ mod tests {
             "password": "hunter2",
             "nested": {"refresh_token": "abc", "note": "key epai_abcdefghijklmnopqrstuvwxyz012345"},
             "list": ["eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", "plain"],
+            "webhook": {"signing": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
         }));
         let text = masked.to_string();
-        for secret in ["hunter2", "epai_abc", "eyJhbGci", "\"abc\""] {
+        for secret in ["hunter2", "epai_abc", "eyJhbGci", "\"abc\"", "whsec_"] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
         assert_eq!(masked["email"], "a@b.c");

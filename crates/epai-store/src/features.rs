@@ -139,7 +139,8 @@ impl ServiceRole<'_> {
     }
 
     /// Writes `insight` of `model` for `partner` at `now`: a new row, or the one about the same
-    /// subject updated in place. `NotFound` when the catalogue has no such model.
+    /// subject updated in place, and queues `insight.created` or `insight.updated` for the
+    /// partner's webhooks. `NotFound` when the catalogue has no such model.
     #[tracing::instrument(skip_all, fields(partner.id = %partner, model))]
     pub async fn upsert_insight(
         &self,
@@ -163,6 +164,10 @@ impl ServiceRole<'_> {
             )
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("no model named {model}")))?;
-        Ok(row.get(0))
+        let id: Uuid = row.get("id");
+        // In the same transaction: a committed insight is announced to webhooks at least once.
+        self.announce_insight(partner, id, row.get("created"), now)
+            .await?;
+        Ok(id)
     }
 }

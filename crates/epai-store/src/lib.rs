@@ -10,6 +10,9 @@
 //! The few system paths that must act for any partner go through [`Store::as_service_role`] and
 //! take partner ids only from verified credentials.
 //!
+//! Webhook deliveries are a second queue (`webhooks`), filled in the transactions that write
+//! insights.
+//!
 //! Must not know about HTTP: no request, response or status code types in here.
 
 mod accounts;
@@ -29,6 +32,7 @@ mod service;
 mod tenant;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod webhooks;
 
 pub use accounts::{
     AccountUser, LoginCandidate, NewSession, REVOKED_BY_LOGOUT, REVOKED_FOR_REUSE, RefreshOutcome,
@@ -45,4 +49,8 @@ pub use service::{IdempotencyClaim, NewEvent, NewPartner, ServiceRole, StoredKey
 pub use tenant::{
     ApiKeyStatus, EventFilter, EventRecord, InsightFilter, InsightRecord, LogDetail, LogEntry,
     ModelRecord, PartnerRecord, Tenant, UsageDay, UsageTotals,
+};
+pub use webhooks::{
+    ClaimedDelivery, DeliveryAttempt, DeliveryFailure, DeliveryRecord, DeliveryState, NewWebhook,
+    SealedSecret, WebhookChange, WebhookRecord,
 };

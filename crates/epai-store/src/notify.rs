@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::connect::Store;
 use crate::queries::named_query;
 use crate::queue::JOBS_CHANNEL;
+use crate::webhooks::DELIVERIES_CHANNEL;
 
 /// Sent (by a trigger) whenever a partner's API key row changes or disappears.
 pub const API_KEY_CHANGED: &str = "epai_api_key_changed";
@@ -28,6 +29,8 @@ pub enum Notification {
     },
     /// A job was added to the insight queue: idle workers should look.
     JobsAvailable,
+    /// Webhook deliveries were queued: idle delivery workers should look.
+    DeliveriesAvailable,
     /// The listening connection was (re)established: anything cached may have changed while
     /// it was down.
     Resubscribed,
@@ -110,6 +113,7 @@ fn parse(channel: &str, payload: &str) -> Option<Notification> {
             })
         }
         JOBS_CHANNEL => Some(Notification::JobsAvailable),
+        DELIVERIES_CHANNEL => Some(Notification::DeliveriesAvailable),
         _ => None,
     }
 }
@@ -134,6 +138,10 @@ mod tests {
             Some(Notification::ApiKeyChanged(PartnerId::new(partner)))
         );
         assert_eq!(parse(JOBS_CHANNEL, ""), Some(Notification::JobsAvailable));
+        assert_eq!(
+            parse(DELIVERIES_CHANNEL, ""),
+            Some(Notification::DeliveriesAvailable)
+        );
         assert_eq!(parse(INSIGHT_CHANGED, "not-a-uuid:also-not"), None);
         assert_eq!(parse("elsewhere", ""), None);
     }

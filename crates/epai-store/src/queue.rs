@@ -59,7 +59,7 @@ pub fn retry_backoff(attempt: i32) -> Duration {
 }
 
 /// `duration` after `now`, saturating at the end of representable time.
-pub(crate) fn after(now: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+pub fn after(now: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(duration)
         .ok()
         .and_then(|d| now.checked_add_signed(d))

@@ -262,7 +262,7 @@ pub struct ModelRecord {
 }
 
 impl InsightRecord {
-    fn from_row(row: &tokio_postgres::Row) -> Self {
+    pub(crate) fn from_row(row: &tokio_postgres::Row) -> Self {
         Self {
             id: row.get("id"),
             model_id: row.get("model_id"),

@@ -2,13 +2,9 @@
 //! kept in the data directory so sessions survive restarts.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::str::FromStr;
 
-use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
@@ -45,61 +41,21 @@ impl fmt::Debug for JwtSecret {
 }
 
 /// The secret stored in `data_dir`, generated there (32 random bytes, base64url, mode 0600)
-/// on first use. Concurrent first starts agree on one secret: each writes a private temporary
-/// file and only the first to link it into place wins.
+/// on first use.
 pub fn load_or_create(data_dir: &Path) -> anyhow::Result<JwtSecret> {
-    let path = data_dir.join(FILE_NAME);
-    match read(&path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        stored => return stored.with_context(|| format!("cannot read {}", path.display())),
-    }
-    fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let mut bytes = [0u8; GENERATED_BYTES];
-    rand::rng().fill_bytes(&mut bytes);
-    let generated = URL_SAFE_NO_PAD.encode(bytes);
-
-    let temporary = data_dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
-    let _ = fs::remove_file(&temporary);
-    let written =
-        write_private(&temporary, &generated).and_then(|()| fs::hard_link(&temporary, &path));
-    let _ = fs::remove_file(&temporary);
-    match written {
-        Ok(()) => {
-            tracing::info!(path = %path.display(), "generated a new session signing secret");
-            Ok(JwtSecret(generated))
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            read(&path).with_context(|| format!("cannot read {}", path.display()))
-        }
-        Err(e) => Err(e).with_context(|| format!("cannot write {}", path.display())),
-    }
-}
-
-fn write_private(path: &Path, content: &str) -> io::Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(content.as_bytes())?;
-    file.sync_all()
-}
-
-fn read(path: &Path) -> io::Result<JwtSecret> {
-    let content = fs::read_to_string(path)?;
-    let mode = fs::metadata(path)?.permissions().mode();
-    if mode & 0o077 != 0 {
-        tracing::warn!(
-            path = %path.display(),
-            "the session signing secret is readable by other users; run chmod 600 on it"
-        );
-    }
-    Ok(JwtSecret(content.trim_end().to_owned()))
+    crate::secret_file::load_or_create(data_dir, FILE_NAME, "session signing secret", || {
+        let mut bytes = [0u8; GENERATED_BYTES];
+        rand::rng().fill_bytes(&mut bytes);
+        URL_SAFE_NO_PAD.encode(bytes)
+    })
+    .map(JwtSecret)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

@@ -8,6 +8,8 @@ mod config;
 mod database;
 mod demo;
 mod jwt_secret;
+mod secret_file;
+mod webhooks;
 mod workers;
 
 use std::io::Write;
@@ -378,9 +380,14 @@ async fn serve(global: &GlobalArgs, args: &config::ServeArgs) -> anyhow::Result<
     let mut settings = args.server_settings();
     settings.rate_limits = global.rate_limit_settings();
     settings.accounts = args.account_settings();
+    let webhook_cipher = args.insights.webhooks.cipher(&global.data_dir)?;
+    settings.webhooks = args
+        .insights
+        .webhooks
+        .server_settings(webhook_cipher.clone());
     let (state, background) = epai_server::start(store.clone(), settings, jwt)
         .context("invalid rate-limit configuration (EPAI_REDIS_URL)")?;
-    let workers = workers::start(&store, &models, &args.insights);
+    let workers = workers::start(&store, &models, &args.insights, &webhook_cipher)?;
     epai_server::serve_with_listener(state, listener, config::shutdown_signal()).await?;
     tracing::info!("no longer accepting requests; storing what was accepted");
     background.shutdown().await;

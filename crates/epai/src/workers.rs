@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use epai_store::{RecomputeOnIngest, Store};
+use epai_webhooks::SecretCipher;
 use epai_worker::{Models, Scheduler, SchedulerOptions, Worker, WorkerOptions, wake_on_new_jobs};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -30,6 +31,9 @@ pub struct InsightArgs {
     /// Seconds a worker may hold a job before it is presumed dead and the job runs elsewhere.
     #[arg(long, env = "EPAI_JOB_VISIBILITY_SECONDS", default_value_t = 300)]
     pub job_visibility_seconds: u64,
+
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookArgs,
 }
 
 /// The models this binary runs on the queue, by name. (Attendance and lead scoring answer
@@ -56,12 +60,19 @@ pub struct Running {
     tasks: JoinSet<()>,
 }
 
-/// Starts `args.workers` workers and a scheduler (none when `args.workers` is 0).
-pub fn start(store: &Store, models: &Models, args: &InsightArgs) -> Running {
+/// Starts `args.workers` insight workers and a scheduler (none when `args.workers` is 0), and
+/// the webhook delivery workers (`EPAI_WEBHOOK_WORKERS`).
+pub fn start(
+    store: &Store,
+    models: &Models,
+    args: &InsightArgs,
+    cipher: &Arc<SecretCipher>,
+) -> anyhow::Result<Running> {
     let (shutdown, stopping) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    args.webhooks.start(store, cipher, &stopping, &mut tasks)?;
     if args.workers == 0 {
-        return Running { shutdown, tasks };
+        return Ok(Running { shutdown, tasks });
     }
     let wakeups = Arc::new(Notify::new());
     let waker = tokio::spawn(wake_on_new_jobs(store.clone(), wakeups.clone()));
@@ -90,7 +101,7 @@ pub fn start(store: &Store, models: &Models, args: &InsightArgs) -> Running {
         let _ = listener_stopping.wait_for(|stop| *stop).await;
         waker.abort();
     });
-    Running { shutdown, tasks }
+    Ok(Running { shutdown, tasks })
 }
 
 impl Running {
@@ -105,9 +116,10 @@ impl Running {
 /// `epai worker`: workers only, until SIGINT or SIGTERM.
 pub async fn run(global: &GlobalArgs, args: &InsightArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
-        args.workers > 0,
-        "EPAI_WORKERS is 0: this worker process would do nothing"
+        args.workers > 0 || args.webhooks.webhook_workers > 0,
+        "EPAI_WORKERS and EPAI_WEBHOOK_WORKERS are 0: this worker process would do nothing"
     );
+    let cipher = args.webhooks.cipher(&global.data_dir)?;
     let db = database::open(global, database::Ownership::Shared).await?;
     let store = db.store(global)?;
     let status = store.migration_status().await?;
@@ -119,11 +131,13 @@ pub async fn run(global: &GlobalArgs, args: &InsightArgs) -> anyhow::Result<()> 
     );
     let models = models();
     let stop = config::shutdown_signal();
-    let running = start(&store, &models, args);
-    tracing::info!(workers = args.workers, models = ?models.names(), "insight workers started");
+    let running = start(&store, &models, args, &cipher)?;
+    tracing::info!(workers = args.workers, models = ?models.names(),
+        webhook_workers = args.webhooks.webhook_workers, "workers started");
     println!(
-        "EPAI insight workers running: {}  (database: {})",
+        "EPAI workers running: {} insight, {} webhook  (database: {})",
         args.workers,
+        args.webhooks.webhook_workers,
         db.describe()
     );
     stop.await;
@@ -193,13 +207,20 @@ mod tests {
         });
         assert_eq!(notifications.recv().await, Some(Notification::Resubscribed));
 
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            webhooks: crate::webhooks::WebhookArgs,
+        }
         let args = InsightArgs {
             workers: 2,
             insight_debounce_ms: 0,
             insight_stale_seconds: 3600,
             job_visibility_seconds: 60,
+            webhooks: <Defaults as clap::Parser>::parse_from(["epai"]).webhooks,
         };
-        let running = start(&store, &Models::new().with(Constant), &args);
+        let cipher = Arc::new(SecretCipher::generate());
+        let running = start(&store, &Models::new().with(Constant), &args, &cipher).unwrap();
         let now = Utc::now();
         store
             .as_service_role(async |s| s.enqueue(partner, "constant", now, now).await)

@@ -42,13 +42,14 @@ impl Theme {
 }
 
 /// The portal's sections, in navigation order: path and label.
-const SECTIONS: [(&str, &str); 8] = [
+const SECTIONS: [(&str, &str); 9] = [
     ("/portal/dashboard", "Dashboard"),
     ("/portal/api-key", "API key"),
     ("/portal/logs", "Request logs"),
     ("/portal/insights", "Insights"),
     ("/portal/models", "Models"),
     ("/portal/events", "Events"),
+    ("/portal/webhooks", "Webhooks"),
     ("/portal/guide", "Integration guide"),
     ("/portal/settings", "Settings"),
 ];

@@ -8,6 +8,7 @@ mod charts;
 mod csrf;
 mod layout;
 mod pages;
+mod webhooks;
 
 use std::net::SocketAddr;
 
@@ -68,6 +69,20 @@ pub(crate) fn routes() -> Router<AppState> {
             get(pages::settings).post(pages::save_settings),
         )
         .route("/portal/guide", get(pages::guide))
+        .route(
+            "/portal/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/portal/webhooks/{id}",
+            get(webhooks::detail).post(webhooks::save),
+        )
+        .route("/portal/webhooks/{id}/test", post(webhooks::send_test))
+        .route(
+            "/portal/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route("/portal/webhooks/{id}/delete", post(webhooks::delete))
         .route("/portal/assets/portal.css", get(stylesheet))
         .route("/portal/assets/portal.js", get(script))
         .layer(axum::middleware::map_response(content_security_policy))

@@ -66,15 +66,28 @@ pub(crate) async fn dashboard(State(state): State<AppState>, member: Member) -> 
                 ..InsightFilter::default()
             };
             let (insights, _) = t.insights(&filter).await?;
-            Ok((usage, key, insights))
+            let switched_off = t
+                .webhooks()
+                .await?
+                .into_iter()
+                .filter(epai_store::WebhookRecord::disabled_for_failures)
+                .count();
+            Ok((usage, key, insights, switched_off))
         })
         .await;
-    let (usage, key, insights) = loaded.map_err(|e| PageError::new(member.visitor.clone(), e))?;
+    let (usage, key, insights, switched_off) =
+        loaded.map_err(|e| PageError::new(member.visitor.clone(), e))?;
     let events: i64 = usage.iter().map(|d| i64::from(d.event_count)).sum();
     let generated: i64 = usage.iter().map(|d| i64::from(d.insight_count)).sum();
     let body = html! {
         @if let Some(warning) = key.as_ref().and_then(|k| expiry_warning(k.expires_at)) {
             p.notice.warning role="status" { (warning) " " a href="/portal/api-key" { "Manage your key" } }
+        }
+        @if switched_off > 0 {
+            p.notice.warning #webhooks-off role="status" {
+                (switched_off) " webhook(s) kept failing for days and were switched off. "
+                a href="/portal/webhooks" { "Review your webhooks" }
+            }
         }
         section.stats aria-label="Last 30 days" {
             div.stat { span.figure #event-total { (events) } span { " events in the last 30 days" } }
@@ -733,6 +746,8 @@ pub(crate) async fn guide(member: Member, headers: HeaderMap) -> Response {
     let widget = format!(
         "<script src=\"{base}/sdk/v1/epai.js\" defer></script>\n<epai-insight model=\"volume_forecast\" token=\"EMBED_TOKEN_FROM_YOUR_BACKEND\"\n  token-url=\"/your-backend/epai-embed-token\" show-confidence show-title></epai-insight>"
     );
+    let verify_js = "const crypto = require(\"node:crypto\");\n\n// body: the raw request body as a string; secret: whsec_... from the webhook page\nfunction verifyWebhook(secret, headers, body, toleranceSeconds = 300) {\n  const id = headers[\"webhook-id\"], timestamp = headers[\"webhook-timestamp\"];\n  if (Math.abs(Date.now() / 1000 - Number(timestamp)) > toleranceSeconds) return false;\n  const key = Buffer.from(secret.slice(\"whsec_\".length), \"base64\");\n  const expected = crypto.createHmac(\"sha256\", key).update(`${id}.${timestamp}.${body}`).digest();\n  return headers[\"webhook-signature\"].split(\" \").some((signature) => {\n    const [version, value = \"\"] = signature.split(\",\");\n    const given = Buffer.from(value, \"base64\");\n    return version === \"v1\" && given.length === expected.length && crypto.timingSafeEqual(given, expected);\n  });\n}";
+    let verify_python = "import base64, hashlib, hmac, time\n\n# body: the raw request body as bytes; secret: whsec_... from the webhook page\ndef verify_webhook(secret, headers, body, tolerance_seconds=300):\n    msg_id, timestamp = headers[\"webhook-id\"], headers[\"webhook-timestamp\"]\n    if abs(time.time() - int(timestamp)) > tolerance_seconds:\n        return False\n    key = base64.b64decode(secret.removeprefix(\"whsec_\"))\n    signed = f\"{msg_id}.{timestamp}.\".encode() + body\n    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()\n    return any(hmac.compare_digest(expected, signature[3:])\n               for signature in headers[\"webhook-signature\"].split() if signature.startswith(\"v1,\"))";
     let snippet = |id: &str, label: &str, code: &str| {
         html! {
             section.snippet {
@@ -749,6 +764,9 @@ pub(crate) async fn guide(member: Member, headers: HeaderMap) -> Response {
         (snippet("snippet-python", "Python", &python))
         (snippet("snippet-token", "Embed token", &token))
         (snippet("snippet-widget", "Widget", &widget))
+        p { "Webhooks (set them up under " a href="/portal/webhooks" { "Webhooks" } ") POST each new or updated insight to your endpoint. Verify the signature on the raw body and deduplicate on the message id before acting on it:" }
+        (snippet("snippet-verify-js", "Verify a webhook (Node.js)", verify_js))
+        (snippet("snippet-verify-python", "Verify a webhook (Python)", verify_python))
     };
     page(&member.visitor, "Integration guide", "/portal/guide", body).into_response()
 }

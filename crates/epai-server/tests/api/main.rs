@@ -12,3 +12,4 @@ mod predict;
 mod rate_limit;
 mod rate_limited_requests;
 mod reads;
+mod webhooks;

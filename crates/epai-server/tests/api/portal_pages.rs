@@ -3,13 +3,13 @@
 use crate::helpers::TestApp;
 
 /// The value of `name="csrf"` in a page.
-fn csrf_of(html: &str) -> String {
+pub fn csrf_of(html: &str) -> String {
     let start = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
     html[start..].split('"').next().unwrap().to_owned()
 }
 
 /// `name=value` of cookie `name` set by a response.
-fn cookie_of(response: &reqwest::Response, name: &str) -> Option<String> {
+pub fn cookie_of(response: &reqwest::Response, name: &str) -> Option<String> {
     response
         .headers()
         .get_all("set-cookie")
@@ -19,7 +19,7 @@ fn cookie_of(response: &reqwest::Response, name: &str) -> Option<String> {
         .map(|v| v.split(';').next().unwrap().to_owned())
 }
 
-fn no_redirects() -> reqwest::Client {
+pub fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -27,7 +27,7 @@ fn no_redirects() -> reqwest::Client {
 }
 
 /// Signs up through the form and returns the session cookie (`epai_session=...`).
-async fn sign_up(app: &TestApp, client: &reqwest::Client, email: &str) -> String {
+pub async fn sign_up(app: &TestApp, client: &reqwest::Client, email: &str) -> String {
     let form = client.get(app.url("/portal/signup")).send().await.unwrap();
     let nonce = cookie_of(&form, "epai_csrf").expect("a nonce cookie");
     let csrf = csrf_of(&form.text().await.unwrap());

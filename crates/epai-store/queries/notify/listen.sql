@@ -1,3 +1,4 @@
 LISTEN epai_api_key_changed;
 LISTEN epai_insight_changed;
-LISTEN epai_insight_jobs
+LISTEN epai_insight_jobs;
+LISTEN epai_webhook_deliveries

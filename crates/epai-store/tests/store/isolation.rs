@@ -6,14 +6,19 @@ use uuid::Uuid;
 
 use crate::support::*;
 
-const TENANT_TABLES: [(&str, &str); 6] = [
+const TENANT_TABLES: [(&str, &str); 8] = [
     ("partners", "id"),
     ("api_keys", "partner_id"),
     ("ingestion_events", "partner_id"),
     ("insights", "partner_id"),
     ("logs", "partner_id"),
     ("security_events", "partner_id"),
+    ("webhooks", "partner_id"),
+    ("webhook_deliveries", "partner_id"),
 ];
+
+/// Tables the anonymous role may not even read.
+const SIGNED_IN_ONLY: [&str; 2] = ["webhooks", "webhook_deliveries"];
 
 struct TwoTenants {
     db: TestDatabase,
@@ -76,6 +81,9 @@ async fn a_partner_cannot_update_another_partners_rows() {
         "UPDATE security_events SET event_type = 'hidden' WHERE partner_id = $1",
         "DELETE FROM ingestion_events WHERE partner_id = $1",
         "DELETE FROM api_keys WHERE partner_id = $1",
+        "UPDATE webhooks SET url = 'https://stolen.example/' WHERE partner_id = $1",
+        "DELETE FROM webhooks WHERE partner_id = $1",
+        "UPDATE webhook_deliveries SET state = 'dead' WHERE partner_id = $1",
     ];
     for statement in updates {
         let tx = begin_as(&mut admin, Some(t.a.user)).await;
@@ -112,6 +120,8 @@ async fn a_partner_cannot_insert_rows_for_another_partner() {
         "INSERT INTO logs (partner_id, endpoint, method, status) VALUES ($1, '/', 'GET', 200)",
         "INSERT INTO security_events (partner_id, event_type) VALUES ($1, 'forged')",
         "INSERT INTO partners (id, user_id, name) VALUES ($1, NULL, 'twin')",
+        "INSERT INTO webhooks (id, partner_id, url, event_types, secret_ciphertext, secret_key_id) VALUES (gen_random_uuid(), $1, 'https://x.example/', ARRAY['insight.created'], '\\x01', 'k')",
+        "INSERT INTO webhook_deliveries (partner_id, webhook_id, message_id, event_type, body, max_attempts, scheduled_at, created_at) SELECT $1, id, 'm', 'insight.created', '{}', 1, now(), now() FROM webhooks",
     ];
     for statement in inserts {
         let tx = begin_as(&mut admin, Some(t.a.user)).await;
@@ -148,13 +158,32 @@ async fn the_anonymous_role_sees_nothing() {
     let t = two_tenants().await;
     let mut admin = t.db.admin().await;
     let tx = begin_as(&mut admin, None).await;
-    for (table, _) in TENANT_TABLES.iter().chain([("models", "id")].iter()) {
+    for (table, _) in TENANT_TABLES
+        .iter()
+        .chain([("models", "id")].iter())
+        .filter(|(table, _)| !SIGNED_IN_ONLY.contains(table))
+    {
         let visible: i64 = tx
             .query_one(&format!("SELECT count(*) FROM {table}"), &[])
             .await
             .unwrap()
             .get(0);
         assert_eq!(visible, 0, "anon sees rows of {table}");
+    }
+    for table in SIGNED_IN_ONLY {
+        tx.execute("SAVEPOINT probe", &[]).await.unwrap();
+        let err = tx
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect_err(&format!("anon may read {table}"));
+        assert_eq!(
+            err.code().map(|c| c.code()),
+            Some("42501"),
+            "{table}: {err}"
+        );
+        tx.execute("ROLLBACK TO SAVEPOINT probe", &[])
+            .await
+            .unwrap();
     }
 }
 

@@ -112,6 +112,24 @@ pub async fn insert_tenant_rows(admin: &Client, fixture: &Fixture, model: Uuid) 
         )
         .await
         .unwrap();
+    let webhook: Uuid = admin
+        .query_one(
+            "INSERT INTO webhooks (id, partner_id, url, event_types, secret_ciphertext, secret_key_id)
+             VALUES (gen_random_uuid(), $1, 'https://hooks.example.com/', ARRAY['insight.created'], '\\x01', 'k')
+             RETURNING id",
+            &[&p],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    admin
+        .execute(
+            "INSERT INTO webhook_deliveries (partner_id, webhook_id, message_id, event_type, body, max_attempts, scheduled_at, created_at)
+             VALUES ($1, $2, 'msg_1', 'insight.created', '{}', 10, now(), now())",
+            &[&p, &webhook],
+        )
+        .await
+        .unwrap();
 }
 
 pub async fn insert_model(admin: &Client) -> Uuid {
