@@ -145,3 +145,75 @@ impl WebhookArgs {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        webhooks: WebhookArgs,
+    }
+
+    fn args(flags: &[&str]) -> WebhookArgs {
+        Command::try_parse_from(std::iter::once("epai").chain(flags.iter().copied()))
+            .unwrap()
+            .webhooks
+    }
+
+    #[test]
+    fn the_webhook_key_is_generated_private_once_and_then_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = args(&[]).cipher(dir.path()).unwrap();
+        let path = dir.path().join(KEY_FILE);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let again = args(&[]).cipher(dir.path()).unwrap();
+        assert_eq!(again.key_id(), first.key_id());
+        let elsewhere = args(&[]).cipher(&dir.path().join("other")).unwrap();
+        assert_ne!(elsewhere.key_id(), first.key_id());
+    }
+
+    #[test]
+    fn a_configured_key_wins_and_a_malformed_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretCipher::generate();
+        let configured = args(&["--webhook-key", &key.to_text()])
+            .cipher(dir.path())
+            .unwrap();
+        assert_eq!(configured.key_id(), key.key_id());
+        assert!(!dir.path().join(KEY_FILE).exists(), "nothing generated");
+        let error = args(&["--webhook-key", "too short"])
+            .cipher(dir.path())
+            .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("EPAI_WEBHOOK_KEY"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn the_policy_and_limits_follow_the_flags() {
+        let parsed = args(&[
+            "--webhook-allow-private",
+            "true",
+            "--webhook-http-hosts",
+            "LocalHost, 127.0.0.1",
+            "--webhook-workers",
+            "16",
+        ]);
+        let policy = parsed.policy();
+        assert!(policy.allow_private);
+        assert_eq!(policy.http_hosts, ["localhost", "127.0.0.1"]);
+        assert_eq!(parsed.delivery_options().per_partner, 4);
+        let defaults = args(&[]);
+        assert!(!defaults.policy().allow_private);
+        assert_eq!(defaults.delivery_options().per_partner, 2);
+        assert!(Command::try_parse_from(["epai", "--webhook-timeout-seconds", "0"]).is_err());
+    }
+}

@@ -24,6 +24,10 @@ fn epai() -> Command {
         "EPAI_JWT_SECRET",
         "EPAI_ACCESS_TOKEN_TTL_SECONDS",
         "EPAI_WORKERS",
+        "EPAI_WEBHOOK_KEY",
+        "EPAI_WEBHOOK_ALLOW_PRIVATE",
+        "EPAI_WEBHOOK_HTTP_HOSTS",
+        "EPAI_WEBHOOK_WORKERS",
     ] {
         command.env_remove(var);
     }
@@ -285,16 +289,21 @@ async fn demo_loads_weeks_of_varied_events_once() {
 #[tokio::test]
 async fn worker_runs_until_sigterm_and_refuses_to_run_with_no_workers() {
     let db = TestDatabase::migrated().await;
+    let data = tempfile::tempdir().unwrap();
     let idle = run(epai()
         .env("DATABASE_URL", db.url())
+        .env("EPAI_DATA_DIR", data.path())
         .env("EPAI_WORKERS", "0")
+        .env("EPAI_WEBHOOK_WORKERS", "0")
         .arg("worker"));
     assert!(!idle.status.success());
-    assert!(stderr_of_failure(&idle).contains("EPAI_WORKERS is 0"));
+    assert!(stderr_of_failure(&idle).contains("EPAI_WORKERS and EPAI_WEBHOOK_WORKERS are 0"));
 
     let mut worker = epai()
         .env("DATABASE_URL", db.url())
+        .env("EPAI_DATA_DIR", data.path())
         .env("EPAI_WORKERS", "2")
+        .env("EPAI_WEBHOOK_WORKERS", "3")
         .arg("worker")
         .stdout(Stdio::piped())
         .spawn()
@@ -303,7 +312,10 @@ async fn worker_runs_until_sigterm_and_refuses_to_run_with_no_workers() {
     BufReader::new(worker.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert!(line.contains("insight workers running: 2"), "{line}");
+    assert!(
+        line.contains("workers running: 2 insight, 3 webhook"),
+        "{line}"
+    );
     signal(&worker, Signal::SIGTERM);
     assert!(worker.wait().unwrap().success(), "stops cleanly on SIGTERM");
 }

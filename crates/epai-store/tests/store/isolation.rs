@@ -34,6 +34,8 @@ async fn two_tenants() -> TwoTenants {
     let model = insert_model(&admin).await;
     insert_tenant_rows(&admin, &a, model).await;
     insert_tenant_rows(&admin, &b, model).await;
+    insert_webhook_rows(&admin, &a).await;
+    insert_webhook_rows(&admin, &b).await;
     TwoTenants { db, a, b }
 }
 

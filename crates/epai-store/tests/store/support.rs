@@ -112,6 +112,11 @@ pub async fn insert_tenant_rows(admin: &Client, fixture: &Fixture, model: Uuid) 
         )
         .await
         .unwrap();
+}
+
+/// A webhook of `fixture`'s partner with one queued delivery (tables of migration 10).
+pub async fn insert_webhook_rows(admin: &Client, fixture: &Fixture) {
+    let p = fixture.partner.as_uuid();
     let webhook: Uuid = admin
         .query_one(
             "INSERT INTO webhooks (id, partner_id, url, event_types, secret_ciphertext, secret_key_id)
