@@ -263,6 +263,8 @@ async fn bug7_policies_evaluate_the_uid_once_and_their_columns_are_indexed() {
             ("insights", "partner_id"),
             ("logs", "partner_id"),
             ("security_events", "partner_id"),
+            ("webhooks", "partner_id"),
+            ("webhook_deliveries", "partner_id"),
         ] {
             let indexed: bool = admin
                 .query_one(
