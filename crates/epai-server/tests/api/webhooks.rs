@@ -1144,3 +1144,55 @@ async fn a_key_about_to_expire_is_announced_once_to_subscribed_webhooks() {
     assert_eq!(payload["data"]["api_key"]["key_prefix"], json!(prefix));
     assert!(!seen[0].body.contains(&acme.key), "never the key itself");
 }
+
+#[tokio::test]
+async fn a_name_that_resolves_to_a_private_address_at_connection_time_is_refused() {
+    // The server accepted the URL (its operator allowed private targets then); the workers'
+    // policy does not: the address is checked again when connecting, as after DNS rebinding.
+    let cipher = Arc::new(SecretCipher::generate());
+    let lenient = UrlPolicy {
+        allow_private: true,
+        http_hosts: vec!["localhost".into()],
+    };
+    let settings = ServerSettings {
+        webhooks: WebhookSettings {
+            cipher: cipher.clone(),
+            policy: lenient,
+            ..WebhookSettings::default()
+        },
+        ..ServerSettings::default()
+    };
+    let app = TestApp::spawn_with(TestDatabase::migrated().await, settings).await;
+    let acme = app.partner("Acme").await;
+    let receiver = Receiver::start(|_, _| Reply::Status(200)).await;
+    let url = format!("http://localhost:{}/hook", receiver.address.port());
+    let (webhook, _) = create_webhook(&app, &acme.key, json!({"url": url})).await;
+    let queued = app
+        .post_json(
+            &format!("/v1/webhooks/{webhook}/test"),
+            &acme.key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(queued.status(), 202);
+
+    let strict = UrlPolicy {
+        allow_private: false,
+        http_hosts: vec!["localhost".into()],
+    };
+    let sender = Sender::new(strict, SendOptions::default()).unwrap();
+    let worker = DeliveryWorker::new(app.db.store(), sender, cipher, DeliveryOptions::default());
+    assert_eq!(worker.run_one(Utc::now()).await.unwrap(), Outcome::Dead);
+    assert!(receiver.seen().is_empty(), "no request reached the address");
+    let delivery = &deliveries(&app, &acme.key, &webhook).await[0];
+    assert!(
+        delivery["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused: url points to a loopback"),
+        "{}",
+        delivery["error"]
+    );
+    let details = security_event(&app, acme.partner_id, "webhook_address_refused").await;
+    assert_eq!(details["webhook_id"], webhook.as_str());
+}
