@@ -19,6 +19,10 @@ pub enum StoreError {
     /// The database cannot be reached or is shutting down; retrying later may succeed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A statement ran past its time limit (`statement_timeout`, or a lock wait past
+    /// `lock_timeout`) and was cancelled; retrying later may succeed.
+    #[error("database statement timed out: {0}")]
+    Timeout(String),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migration(String),
@@ -47,15 +51,20 @@ impl From<tokio_postgres::Error> for StoreError {
             StoreError::NotFound(message)
         } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
             StoreError::Forbidden(message)
+        } else if *code == SqlState::QUERY_CANCELED || *code == SqlState::LOCK_NOT_AVAILABLE {
+            StoreError::Timeout(message)
         } else if code.code().starts_with("22") || code.code().starts_with("23") {
             // Class 22 (data exception) and 23 (integrity constraint): the input was wrong.
             StoreError::Invalid(message)
         } else if code.code().starts_with("08")
             || code.code().starts_with("53")
             || code.code().starts_with("57")
+            || *code == SqlState::READ_ONLY_SQL_TRANSACTION
         {
-            // Connection exceptions, insufficient resources, operator intervention (shutdown,
-            // statement timeout).
+            // Connection exceptions, insufficient resources (disk full, out of memory, too many
+            // connections), operator intervention (shutdown, a server starting up), and a
+            // database switched to read-only (a standby, or writes stopped to protect a full
+            // disk): all pass, none is the request's fault.
             StoreError::Unavailable(message)
         } else {
             StoreError::Other(format!("{}: {message}", code.code()))

@@ -5,6 +5,7 @@ mod embedded;
 mod features;
 mod functions;
 mod isolation;
+mod partitions;
 mod queue;
 mod rate_limits;
 mod seed_bugs;
