@@ -34,7 +34,7 @@ pub enum StoreError {
 impl From<tokio_postgres::Error> for StoreError {
     fn from(err: tokio_postgres::Error) -> Self {
         let Some(db) = err.as_db_error() else {
-            return if err.is_closed() || err.to_string().contains("connect") {
+            return if is_connection_failure(&err) {
                 StoreError::Unavailable(err.to_string())
             } else {
                 StoreError::Other(err.to_string())
@@ -70,6 +70,19 @@ impl From<tokio_postgres::Error> for StoreError {
             StoreError::Other(format!("{}: {message}", code.code()))
         }
     }
+}
+
+/// The connection, not the statement, failed: it could not be opened, was closed or broke
+/// (the server went away mid-statement), or timed out. tokio-postgres exposes its error kinds
+/// only through `is_closed`, the source (I/O errors) and the message.
+fn is_connection_failure(err: &tokio_postgres::Error) -> bool {
+    let message = err.to_string();
+    err.is_closed()
+        || std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>())
+        || message.starts_with("error connecting to server")
+        || message.starts_with("error communicating with the server")
+        || message.starts_with("timeout waiting for server")
+        || message.starts_with("error performing TLS handshake")
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {

@@ -642,3 +642,150 @@ async fn partitions_read_directly_show_nothing_to_the_api_roles() {
         .get(0);
     assert_eq!(visible, 1);
 }
+
+/// The plans PostgreSQL chose for every statement `sql` ran, including those inside functions,
+/// run as `user` (auto_explain, reported as notices).
+async fn plans_of(db: &TestDatabase, user: epai_domain::AuthUserId, sql: &str) -> String {
+    let (client, mut connection) = db
+        .target()
+        .admin_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (notices, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notice(notice) = message {
+                let _ = notices.send(notice.message().to_owned());
+            }
+        }
+    });
+    let claims = serde_json::json!({"sub": user, "role": "authenticated"}).to_string();
+    client
+        .batch_execute(
+            "LOAD 'auto_explain';
+             SET auto_explain.log_min_duration = 0;
+             SET auto_explain.log_nested_statements = on;
+             SET auto_explain.log_level = notice;
+             SET client_min_messages = notice;
+             BEGIN",
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)",
+            &[&claims],
+        )
+        .await
+        .unwrap();
+    client.batch_execute(sql).await.unwrap();
+    client.batch_execute("COMMIT").await.unwrap();
+    drop(client);
+    let _ = driver.await;
+    let mut plans = String::new();
+    while let Ok(notice) = received.try_recv() {
+        plans.push_str(&notice);
+        plans.push('\n');
+    }
+    plans
+}
+
+#[tokio::test]
+async fn reads_of_the_partitioned_tables_use_their_indexes_and_skip_old_months() {
+    let db = TestDatabase::migrated().await;
+    let admin = db.admin().await;
+    // Forty partners with four months of history each: the one asked about holds 1/40th.
+    let mut partners = Vec::new();
+    for i in 0..40 {
+        partners.push(insert_partner(&admin, &format!("p{i}")).await);
+    }
+    let ids: Vec<Uuid> = partners.iter().map(|p| p.partner.as_uuid()).collect();
+    admin
+        .execute(
+            "INSERT INTO ingestion_events (partner_id, event_type, data, source, version, occurred_at, created_at)
+             SELECT p, 'page_view', '{}', 's', '1', now() - make_interval(hours => h), now() - make_interval(hours => h)
+             FROM unnest($1::uuid[]) AS p, generate_series(0, 120 * 24, 3) AS h",
+            &[&ids],
+        )
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "INSERT INTO logs (partner_id, endpoint, method, status, created_at)
+             SELECT p, '/v1/events', 'POST', 202, now() - make_interval(hours => h)
+             FROM unnest($1::uuid[]) AS p, generate_series(0, 120 * 24, 3) AS h",
+            &[&ids],
+        )
+        .await
+        .unwrap();
+    // The history landed in DEFAULT (its months had no partition yet); maintenance moves it.
+    db.store()
+        .maintain_partitions(&RetentionPolicy::default(), false, Utc::now())
+        .await
+        .unwrap();
+    admin
+        .batch_execute("ANALYZE ingestion_events; ANALYZE logs")
+        .await
+        .unwrap();
+    let user = partners[7].user;
+    let events_list = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/queries/events/list.sql"
+    ))
+    .unwrap();
+
+    for (what, sql, table) in [
+        (
+            "get_logs_for_partner",
+            "SELECT * FROM get_logs_for_partner(100, 0)".to_owned(),
+            "logs",
+        ),
+        (
+            "get_partner_usage_summary",
+            "SELECT * FROM get_partner_usage_summary(30)".to_owned(),
+            "ingestion_events",
+        ),
+        (
+            "events/list",
+            // The named query itself, with its parameters: the first page, no filter.
+            format!(
+                "PREPARE events_list (text, timestamptz, timestamptz, timestamptz, uuid, bigint) AS {events_list};
+                 EXECUTE events_list (NULL, NULL, NULL, NULL, NULL, 50)"
+            ),
+            "ingestion_events",
+        ),
+    ] {
+        let plans = plans_of(&db, user, &sql).await;
+        println!("{what}:\n{plans}");
+        assert!(plans.contains(&format!("{table}_p")), "{what} reads partitions:\n{plans}");
+        // A nearly empty partition (this month's first day, the months ahead) is rightly
+        // scanned whole; one with history never is.
+        let full: Vec<String> = admin
+            .query(
+                "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = $1::text::regclass AND c.reltuples >= 1000",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(full.len() >= 3, "{table}: {full:?}");
+        for partition in &full {
+            assert!(
+                !plans.contains(&format!("Seq Scan on {partition} ")),
+                "{what} scans {partition} whole:\n{plans}"
+            );
+        }
+        assert!(plans.contains("Index"), "{what} uses an index:\n{plans}");
+    }
+    // The usage summary looks at the last 30 days only: older months are not even opened.
+    let plans = plans_of(&db, user, "SELECT * FROM get_partner_usage_summary(30)").await;
+    let old_month = month_name("ingestion_events", Utc::now() - chrono::Duration::days(100));
+    assert!(
+        !plans.contains(&old_month),
+        "{old_month} is pruned:\n{plans}"
+    );
+}
