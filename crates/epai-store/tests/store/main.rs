@@ -5,6 +5,7 @@ mod embedded;
 mod features;
 mod functions;
 mod isolation;
+mod limits;
 mod partitions;
 mod queue;
 mod rate_limits;
