@@ -441,7 +441,9 @@ async fn a_worker_killed_in_the_middle_of_a_job_leaves_it_to_the_next_worker() {
             let (state, _, by, _) = job_row().await;
             let waiting: i64 = watcher
                 .query_one(
-                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'insights'::regclass",
+                    "SELECT count(*) FROM pg_locks
+                     WHERE NOT granted AND relation = 'insights'::regclass
+                       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                     &[],
                 )
                 .await

@@ -17,7 +17,12 @@ fn event(i: usize) -> serde_json::Value {
 
 async fn waiting_locks(admin: &tokio_postgres::Client) -> i64 {
     admin
-        .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_locks
+             WHERE NOT granted
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
         .await
         .unwrap()
         .get(0)
@@ -76,15 +81,39 @@ async fn a_statement_past_its_timeout_answers_503_and_the_next_request_succeeds(
     );
 }
 
+/// Ends every session the server has on its database, and waits until they are gone (new
+/// ones it opens meanwhile are left alone).
 async fn terminate_server_sessions(app: &TestApp, admin: &tokio_postgres::Client) {
+    let terminated_at: chrono::DateTime<chrono::Utc> =
+        admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
     admin
         .execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = $1 AND pid <> pg_backend_pid()",
-            &[&app.db.name()],
+             WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_start <= $2",
+            &[&app.db.name(), &terminated_at],
         )
         .await
         .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_start <= $2",
+                &[&app.db.name(), &terminated_at],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if left == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} sessions outlived termination"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
