@@ -176,7 +176,17 @@ struct WriterSession {
 struct WriterConnection {
     client: Client,
     insert: Statement,
-    driver: JoinHandle<()>,
+    _driver: AbortOnDrop,
+}
+
+/// The task driving a connection, stopped with it: an abandoned connection to a server that
+/// does not answer must not linger.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl WriterSession {
@@ -184,7 +194,16 @@ impl WriterSession {
         let recompute = self.recompute.clone();
         let columns = EventColumns::of(events, &recompute, chrono::Utc::now());
         let commit_timeout = self.commit_timeout;
-        let connection = self.connected().await?;
+        // Opening a connection and preparing the INSERT wait on the server too.
+        let connection = match tokio::time::timeout(commit_timeout, self.connected()).await {
+            Ok(connection) => connection?,
+            Err(_) => {
+                self.connection = None;
+                return Err(StoreError::Timeout(format!(
+                    "no ingest connection within {commit_timeout:?}"
+                )));
+            }
+        };
         let executed = tokio::time::timeout(
             commit_timeout,
             connection
@@ -196,24 +215,18 @@ impl WriterSession {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => {
                 if e.is_closed() || e.as_db_error().is_none() {
-                    self.disconnect();
+                    self.connection = None;
                 }
                 Err(e.into())
             }
             // Whether it committed is unknown: the requests are not acknowledged (a retry with
             // an Idempotency-Key is safe), and the connection is not trusted again.
             Err(_) => {
-                self.disconnect();
+                self.connection = None;
                 Err(StoreError::Timeout(format!(
                     "no answer to an ingest commit within {commit_timeout:?}"
                 )))
             }
-        }
-    }
-
-    fn disconnect(&mut self) {
-        if let Some(connection) = self.connection.take() {
-            connection.driver.abort();
         }
     }
 
@@ -223,13 +236,13 @@ impl WriterSession {
             .as_ref()
             .is_none_or(|connection| connection.client.is_closed())
         {
-            self.disconnect();
+            self.connection = None;
             let (client, connection) = self.target.app_config().connect(NoTls).await?;
-            let driver = tokio::spawn(async move {
+            let driver = AbortOnDrop(tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::warn!(error = %e, "ingest writer connection ended");
                 }
-            });
+            }));
             let prepared = async {
                 client
                     .batch_execute(named_query!("tenant/writer_session"))
@@ -237,17 +250,10 @@ impl WriterSession {
                 client.prepare(named_query!("events/insert")).await
             }
             .await;
-            let insert = match prepared {
-                Ok(insert) => insert,
-                Err(e) => {
-                    driver.abort();
-                    return Err(e.into());
-                }
-            };
             self.connection = Some(WriterConnection {
                 client,
-                insert,
-                driver,
+                insert: prepared?,
+                _driver: driver,
             });
         }
         self.connection

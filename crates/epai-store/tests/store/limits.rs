@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use epai_domain::PartnerId;
 use epai_store::testing::TestDatabase;
-use epai_store::{NewEvent, StoreError, StoreOptions};
+use epai_store::{IngestOptions, IngestWriter, NewEvent, StoreError, StoreOptions};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -67,17 +68,7 @@ async fn a_statement_past_its_timeout_is_cancelled_and_reported_as_a_timeout() {
         .batch_execute("LOCK TABLE ingestion_events IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let event = NewEvent {
-        id: Uuid::now_v7(),
-        partner_id: acme.id,
-        event_type: "click".into(),
-        data: serde_json::json!({}),
-        source: "test".into(),
-        version: "1".into(),
-        metadata: None,
-        occurred_at: Utc::now(),
-        created_at: None,
-    };
+    let event = click(acme.id);
     let one = std::slice::from_ref(&event);
     let blocked = store
         .as_service_role(async |s| s.insert_events(one).await)
@@ -91,4 +82,75 @@ async fn a_statement_past_its_timeout_is_cancelled_and_reported_as_a_timeout() {
         .as_service_role(async |s| s.insert_events(one).await)
         .await
         .expect("the same statement succeeds once nothing blocks it");
+}
+
+fn click(partner: PartnerId) -> NewEvent {
+    NewEvent {
+        id: Uuid::now_v7(),
+        partner_id: partner,
+        event_type: "click".into(),
+        data: serde_json::json!({}),
+        source: "test".into(),
+        version: "1".into(),
+        metadata: None,
+        occurred_at: Utc::now(),
+        created_at: None,
+    }
+}
+
+#[tokio::test]
+async fn an_ingest_commit_left_unanswered_is_given_up_and_the_writer_carries_on() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store();
+    let acme = create_partner(&store, "Acme").await;
+    let (writer, mut writers) = IngestWriter::start(
+        store.clone(),
+        IngestOptions {
+            writers: 1,
+            commit_timeout: Duration::from_millis(300),
+            ..IngestOptions::default()
+        },
+    );
+    writer
+        .write(vec![click(acme.id)])
+        .await
+        .expect("the writer's connection is open and its INSERT prepared");
+    // No statement timeout here: the server simply does not answer while the table is held,
+    // as a hung server would not.
+    let mut admin = db.admin().await;
+    let blocker = admin.transaction().await.unwrap();
+    blocker
+        .batch_execute("LOCK TABLE ingestion_events IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    // First the commit on the open connection goes unanswered, then (on a new connection)
+    // preparing the INSERT: both are given up.
+    for _ in 0..2 {
+        let unanswered = writer.write(vec![click(acme.id)]).await;
+        assert!(
+            matches!(unanswered, Err(StoreError::Timeout(_))),
+            "{unanswered:?}"
+        );
+    }
+    blocker.rollback().await.unwrap();
+
+    let next = click(acme.id);
+    let id = next.id;
+    writer
+        .write(vec![next])
+        .await
+        .expect("the writer opened a new connection");
+    drop(writer);
+    while writers.join_next().await.is_some() {}
+    let stored: i64 = db
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM ingestion_events WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 1);
 }
