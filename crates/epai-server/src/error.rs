@@ -199,6 +199,16 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(%cause, "database unavailable");
                 ApiError::unavailable("the service is temporarily unavailable; retry shortly")
             }
+            StoreError::Timeout(cause) => {
+                tracing::warn!(%cause, "database statement timed out");
+                let mut error = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Timeout,
+                    "the database did not answer in time; retry shortly",
+                );
+                error.retry_after_seconds = Some(1);
+                error
+            }
             other => ApiError::internal(other),
         }
     }

@@ -1,6 +1,7 @@
 //! Request logs and security events, written in batches off the request path: a request hands
 //! its record to a bounded queue and moves on; a background task stores whatever accumulated
-//! every moment in one statement per table.
+//! every moment in one statement per table. While the database is unreachable the records
+//! wait in memory (bounded) and are stored once it is back.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use epai_domain::{AuthUserId, PartnerId};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::connect::Store;
@@ -57,6 +59,10 @@ pub struct ActivityRecorder {
 const QUEUE_CAPACITY: usize = 50_000;
 const MAX_BATCH: usize = 2_000;
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// While the database is unreachable, records wait (up to this many, then the oldest go) and
+/// a store is retried this often.
+const MAX_PENDING: usize = QUEUE_CAPACITY;
+const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 impl ActivityRecorder {
     /// Starts the writer; it drains and stops once every recorder clone is dropped.
@@ -86,76 +92,184 @@ impl ActivityRecorder {
     }
 }
 
+/// Records waiting to be stored, and when to try next.
+struct Pending {
+    requests: Vec<RequestLog>,
+    security: Vec<SecurityEvent>,
+    /// When the oldest waiting record is due to be stored.
+    due: Option<Instant>,
+    /// Set while the database is unreachable: no attempt before then.
+    outage_until: Option<Instant>,
+}
+
 async fn write_activity(store: Store, mut incoming: mpsc::Receiver<Activity>) {
-    let mut requests = Vec::new();
-    let mut security = Vec::new();
+    let mut pending = Pending {
+        requests: Vec::new(),
+        security: Vec::new(),
+        due: None,
+        outage_until: None,
+    };
     loop {
+        let due = pending.due;
         let first = tokio::select! {
             activity = incoming.recv() => activity,
-            () = tokio::time::sleep(FLUSH_EVERY), if !requests.is_empty() || !security.is_empty() => {
-                flush(&store, &mut requests, &mut security).await;
+            () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                pending.flush(&store).await;
                 continue;
             }
         };
         let Some(first) = first else {
-            flush(&store, &mut requests, &mut security).await;
+            pending.flush(&store).await;
+            pending.report_lost();
             return;
         };
         let mut next = Some(first);
         while let Some(activity) = next {
-            match activity {
-                Activity::Request(log) => requests.push(*log),
-                Activity::Security(event) => security.push(*event),
-            }
-            if requests.len() + security.len() >= MAX_BATCH {
-                flush(&store, &mut requests, &mut security).await;
+            pending.push(activity);
+            if pending.len() >= MAX_BATCH && pending.outage_until.is_none() {
+                pending.flush(&store).await;
             }
             next = incoming.try_recv().ok();
         }
     }
 }
 
-async fn flush(store: &Store, requests: &mut Vec<RequestLog>, security: &mut Vec<SecurityEvent>) {
-    if requests.is_empty() && security.is_empty() {
-        return;
+impl Pending {
+    fn len(&self) -> usize {
+        self.requests.len() + self.security.len()
     }
-    let stored = store
-        .as_service_role(async |service| {
-            service.insert_request_logs(requests).await?;
-            service.insert_security_events(security).await
-        })
-        .await;
-    if let Err(e) = stored {
-        // One unstorable record must not cost the others: store them one by one.
-        tracing::warn!(error = %e, "storing activity in one batch failed; storing record by record");
-        let mut lost = 0;
-        for log in requests.iter() {
-            let one = std::slice::from_ref(log);
-            if store
-                .as_service_role(async |service| service.insert_request_logs(one).await)
-                .await
-                .is_err()
-            {
-                lost += 1;
+
+    fn push(&mut self, activity: Activity) {
+        match activity {
+            Activity::Request(log) => self.requests.push(*log),
+            Activity::Security(event) => self.security.push(*event),
+        }
+        if self.due.is_none() {
+            self.due = Some(Instant::now() + FLUSH_EVERY);
+        }
+        let excess = self.len().saturating_sub(MAX_PENDING);
+        if excess > 0 {
+            // The oldest request logs go first: security events matter more.
+            let dropped = excess.min(self.requests.len());
+            self.requests.drain(..dropped);
+            metrics::counter!("epai_activity_dropped_total").increment(dropped as u64);
+            tracing::warn!(
+                dropped,
+                "the database has been unreachable too long: oldest request logs dropped"
+            );
+        }
+    }
+
+    /// Stores everything waiting: in one statement per table, or, when that fails for a
+    /// reason other than an outage, record by record so one unstorable record costs only
+    /// itself. During an outage everything stays for the next attempt.
+    async fn flush(&mut self, store: &Store) {
+        if self.len() == 0 {
+            self.due = None;
+            return;
+        }
+        let (requests, security) = (&self.requests, &self.security);
+        let stored = store
+            .as_service_role(async |service| {
+                service.insert_request_logs(requests).await?;
+                service.insert_security_events(security).await
+            })
+            .await;
+        let outcome = match stored {
+            Ok(()) => {
+                self.requests.clear();
+                self.security.clear();
+                Ok(())
+            }
+            Err(e) if is_outage(&e) => Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "storing activity in one batch failed; storing record by record");
+                self.flush_one_by_one(store).await
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                if self.outage_until.take().is_some() {
+                    tracing::info!("the database is back: stored the activity kept meanwhile");
+                }
+                self.due = None;
+            }
+            Err(e) => {
+                if self.outage_until.is_none() {
+                    tracing::warn!(error = %e, waiting = self.len(), "cannot store activity; keeping it until the database is back");
+                }
+                let retry = Instant::now() + RETRY_EVERY;
+                self.outage_until = Some(retry);
+                self.due = Some(retry);
             }
         }
-        for event in security.iter() {
-            let one = std::slice::from_ref(event);
-            if store
+    }
+
+    /// Stores each record alone, dropping those the database refuses; stops at an outage,
+    /// keeping what is left.
+    async fn flush_one_by_one(&mut self, store: &Store) -> Result<(), StoreError> {
+        let mut lost = 0;
+        let mut outage = None;
+        let requests = std::mem::take(&mut self.requests);
+        for log in requests {
+            if outage.is_some() {
+                self.requests.push(log);
+                continue;
+            }
+            let one = std::slice::from_ref(&log);
+            match store
+                .as_service_role(async |service| service.insert_request_logs(one).await)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if is_outage(&e) => {
+                    outage = Some(e);
+                    self.requests.push(log);
+                }
+                Err(_) => lost += 1,
+            }
+        }
+        let security = std::mem::take(&mut self.security);
+        for event in security {
+            if outage.is_some() {
+                self.security.push(event);
+                continue;
+            }
+            let one = std::slice::from_ref(&event);
+            match store
                 .as_service_role(async |service| service.insert_security_events(one).await)
                 .await
-                .is_err()
             {
-                lost += 1;
+                Ok(()) => {}
+                Err(e) if is_outage(&e) => {
+                    outage = Some(e);
+                    self.security.push(event);
+                }
+                Err(_) => lost += 1,
             }
         }
         if lost > 0 {
             metrics::counter!("epai_activity_dropped_total").increment(lost);
             tracing::error!(lost, "activity records could not be stored");
         }
+        outage.map_or(Ok(()), Err)
     }
-    requests.clear();
-    security.clear();
+
+    /// At shutdown: whatever could not be stored is gone; say how much.
+    fn report_lost(&self) {
+        let lost = self.len();
+        if lost > 0 {
+            metrics::counter!("epai_activity_dropped_total").increment(lost as u64);
+            tracing::error!(
+                lost,
+                "shutting down while the database is unreachable: activity records lost"
+            );
+        }
+    }
+}
+
+fn is_outage(error: &StoreError) -> bool {
+    matches!(error, StoreError::Unavailable(_) | StoreError::Timeout(_))
 }
 
 impl ServiceRole<'_> {

@@ -53,6 +53,26 @@ impl DatabaseTarget {
         format!("{dbname} on {host}:{port}")
     }
 
+    /// This target with every application connection (the pool, the ingest writers, the
+    /// listeners) bounded: `connect_timeout` to connect, and `statement_timeout` (set for the
+    /// session at connect time, so it costs no round trip) per statement.
+    fn bounded(&self, connect_timeout: Duration, statement_timeout: Option<Duration>) -> Self {
+        let mut app = self.app.clone();
+        app.connect_timeout(connect_timeout);
+        if let Some(limit) = statement_timeout.filter(|limit| !limit.is_zero()) {
+            let setting = format!("-c statement_timeout={}", limit.as_millis().max(1));
+            let options = match app.get_options() {
+                Some(existing) if !existing.is_empty() => format!("{existing} {setting}"),
+                _ => setting,
+            };
+            app.options(&options);
+        }
+        Self {
+            admin: self.admin.clone(),
+            app,
+        }
+    }
+
     pub fn admin_config(&self) -> &tokio_postgres::Config {
         &self.admin
     }
@@ -81,8 +101,12 @@ impl Default for KeyPolicy {
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     pub pool_size: usize,
-    /// How long a request waits for a free connection before the store reports `Unavailable`.
+    /// How long a request waits for a free connection, or for a new one to open, before the
+    /// store reports `Unavailable`.
     pub acquire_timeout: Duration,
+    /// The longest one statement may run before PostgreSQL cancels it (`Timeout`); `None`:
+    /// the server's own setting.
+    pub statement_timeout: Option<Duration>,
     pub key_policy: KeyPolicy,
 }
 
@@ -91,6 +115,7 @@ impl Default for StoreOptions {
         Self {
             pool_size: 16,
             acquire_timeout: Duration::from_secs(5),
+            statement_timeout: None,
             key_policy: KeyPolicy::default(),
         }
     }
@@ -125,6 +150,7 @@ pub struct Store {
 impl Store {
     /// Builds the pool; connections are opened lazily, so this succeeds while the database is down.
     pub fn connect(target: &DatabaseTarget, options: &StoreOptions) -> Result<Self, StoreError> {
+        let target = target.bounded(options.acquire_timeout, options.statement_timeout);
         let manager = Manager::from_config(
             target.app.clone(),
             NoTls,
@@ -143,7 +169,7 @@ impl Store {
             .map_err(|e| StoreError::Other(e.to_string()))?;
         Ok(Self {
             pool,
-            target: target.clone(),
+            target,
             key_policy: options.key_policy,
             recompute: Arc::new(RecomputeOnIngest::default()),
         })

@@ -19,6 +19,10 @@ pub enum StoreError {
     /// The database cannot be reached or is shutting down; retrying later may succeed.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A statement ran past its time limit (`statement_timeout`, or a lock wait past
+    /// `lock_timeout`) and was cancelled; retrying later may succeed.
+    #[error("database statement timed out: {0}")]
+    Timeout(String),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migration(String),
@@ -30,7 +34,7 @@ pub enum StoreError {
 impl From<tokio_postgres::Error> for StoreError {
     fn from(err: tokio_postgres::Error) -> Self {
         let Some(db) = err.as_db_error() else {
-            return if err.is_closed() || err.to_string().contains("connect") {
+            return if is_connection_failure(&err) {
                 StoreError::Unavailable(err.to_string())
             } else {
                 StoreError::Other(err.to_string())
@@ -47,20 +51,38 @@ impl From<tokio_postgres::Error> for StoreError {
             StoreError::NotFound(message)
         } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
             StoreError::Forbidden(message)
+        } else if *code == SqlState::QUERY_CANCELED || *code == SqlState::LOCK_NOT_AVAILABLE {
+            StoreError::Timeout(message)
         } else if code.code().starts_with("22") || code.code().starts_with("23") {
             // Class 22 (data exception) and 23 (integrity constraint): the input was wrong.
             StoreError::Invalid(message)
         } else if code.code().starts_with("08")
             || code.code().starts_with("53")
             || code.code().starts_with("57")
+            || *code == SqlState::READ_ONLY_SQL_TRANSACTION
         {
-            // Connection exceptions, insufficient resources, operator intervention (shutdown,
-            // statement timeout).
+            // Connection exceptions, insufficient resources (disk full, out of memory, too many
+            // connections), operator intervention (shutdown, a server starting up), and a
+            // database switched to read-only (a standby, or writes stopped to protect a full
+            // disk): all pass, none is the request's fault.
             StoreError::Unavailable(message)
         } else {
             StoreError::Other(format!("{}: {message}", code.code()))
         }
     }
+}
+
+/// The connection, not the statement, failed: it could not be opened, was closed or broke
+/// (the server went away mid-statement), or timed out. tokio-postgres exposes its error kinds
+/// only through `is_closed`, the source (I/O errors) and the message.
+fn is_connection_failure(err: &tokio_postgres::Error) -> bool {
+    let message = err.to_string();
+    err.is_closed()
+        || std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>())
+        || message.starts_with("error connecting to server")
+        || message.starts_with("error communicating with the server")
+        || message.starts_with("timeout waiting for server")
+        || message.starts_with("error performing TLS handshake")
 }
 
 impl From<deadpool_postgres::PoolError> for StoreError {

@@ -12,9 +12,10 @@
 //! causes a bounded number of jobs.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::connect::{DatabaseTarget, RecomputeOnIngest, Store};
@@ -30,6 +31,9 @@ pub struct IngestOptions {
     pub max_rows_per_commit: usize,
     /// Requests waiting for a writer; beyond that the writer reports `Unavailable` (back-pressure).
     pub queue_capacity: usize,
+    /// How long a writer waits for a commit before it gives up on its connection (a server that
+    /// stopped answering without closing it) and reports `Timeout` to the requests in it.
+    pub commit_timeout: Duration,
 }
 
 impl Default for IngestOptions {
@@ -38,6 +42,7 @@ impl Default for IngestOptions {
             writers: 4,
             max_rows_per_commit: 5000,
             queue_capacity: 10_000,
+            commit_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -65,6 +70,7 @@ impl IngestWriter {
                 WriterSession {
                     target: store.target.clone(),
                     recompute: store.recompute.clone(),
+                    commit_timeout: options.commit_timeout,
                     connection: None,
                 },
                 queue.clone(),
@@ -163,47 +169,95 @@ async fn commit(session: &mut WriterSession, batch: Vec<Job>) {
 struct WriterSession {
     target: DatabaseTarget,
     recompute: Arc<RecomputeOnIngest>,
-    connection: Option<(Client, Statement)>,
+    commit_timeout: Duration,
+    connection: Option<WriterConnection>,
+}
+
+struct WriterConnection {
+    client: Client,
+    insert: Statement,
+    _driver: AbortOnDrop,
+}
+
+/// The task driving a connection, stopped with it: an abandoned connection to a server that
+/// does not answer must not linger.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl WriterSession {
     async fn insert(&mut self, events: &[NewEvent]) -> Result<(), StoreError> {
         let recompute = self.recompute.clone();
         let columns = EventColumns::of(events, &recompute, chrono::Utc::now());
-        let (client, statement) = self.connected().await?;
-        match client.execute(statement, &columns.params()).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
+        let commit_timeout = self.commit_timeout;
+        // Opening a connection and preparing the INSERT wait on the server too.
+        let connection = match tokio::time::timeout(commit_timeout, self.connected()).await {
+            Ok(connection) => connection?,
+            Err(_) => {
+                self.connection = None;
+                return Err(StoreError::Timeout(format!(
+                    "no ingest connection within {commit_timeout:?}"
+                )));
+            }
+        };
+        let executed = tokio::time::timeout(
+            commit_timeout,
+            connection
+                .client
+                .execute(&connection.insert, &columns.params()),
+        )
+        .await;
+        match executed {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
                 if e.is_closed() || e.as_db_error().is_none() {
                     self.connection = None;
                 }
                 Err(e.into())
             }
+            // Whether it committed is unknown: the requests are not acknowledged (a retry with
+            // an Idempotency-Key is safe), and the connection is not trusted again.
+            Err(_) => {
+                self.connection = None;
+                Err(StoreError::Timeout(format!(
+                    "no answer to an ingest commit within {commit_timeout:?}"
+                )))
+            }
         }
     }
 
-    async fn connected(&mut self) -> Result<(&Client, &Statement), StoreError> {
+    async fn connected(&mut self) -> Result<&WriterConnection, StoreError> {
         if self
             .connection
             .as_ref()
-            .is_none_or(|(client, _)| client.is_closed())
+            .is_none_or(|connection| connection.client.is_closed())
         {
+            self.connection = None;
             let (client, connection) = self.target.app_config().connect(NoTls).await?;
-            tokio::spawn(async move {
+            let driver = AbortOnDrop(tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::warn!(error = %e, "ingest writer connection ended");
                 }
+            }));
+            let prepared = async {
+                client
+                    .batch_execute(named_query!("tenant/writer_session"))
+                    .await?;
+                client.prepare(named_query!("events/insert")).await
+            }
+            .await;
+            self.connection = Some(WriterConnection {
+                client,
+                insert: prepared?,
+                _driver: driver,
             });
-            client
-                .batch_execute(named_query!("tenant/writer_session"))
-                .await?;
-            let statement = client.prepare(named_query!("events/insert")).await?;
-            self.connection = Some((client, statement));
         }
-        let (client, statement) = self
-            .connection
+        self.connection
             .as_ref()
-            .ok_or_else(|| StoreError::Unavailable("no ingest connection".into()))?;
-        Ok((client, statement))
+            .ok_or_else(|| StoreError::Unavailable("no ingest connection".into()))
     }
 }

@@ -24,6 +24,7 @@ mod features;
 mod ingest;
 mod migrate;
 pub mod notify;
+mod partitions;
 pub mod portal;
 mod queries;
 pub mod queue;
@@ -42,7 +43,8 @@ pub use connect::{DatabaseTarget, KeyPolicy, RecomputeOnIngest, Store, StoreOpti
 pub use error::StoreError;
 pub use features::{DailySeries, EntityActivity, FeatureRequest, NewInsight, PartnerFeatures};
 pub use ingest::{IngestOptions, IngestWriter};
-pub use migrate::{MigrationStatus, latest_migration_version, migrate};
+pub use migrate::{MigrationStatus, latest_migration_version, migrate, migrate_to};
+pub use partitions::{PARTITIONED_TABLES, PartitionAction, PartitionChange, RetentionPolicy};
 pub use queue::{ClaimedJob, FailedJob};
 pub use security_events::LoginFailures;
 pub use service::{IdempotencyClaim, NewEvent, NewPartner, ServiceRole, StoredKey};

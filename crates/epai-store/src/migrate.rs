@@ -35,6 +35,19 @@ pub fn latest_migration_version() -> i32 {
 /// Safe to run concurrently from several processes (an advisory lock serialises them) and on a
 /// database that already has the seed schema (the SQL only adds what is missing).
 pub async fn migrate(target: &DatabaseTarget) -> Result<Vec<i32>, StoreError> {
+    migrate_until(target, refinery::Target::Latest).await
+}
+
+/// Applies pending migrations up to and including `version` only, as an older binary would
+/// have left the database (for upgrade tests).
+pub async fn migrate_to(target: &DatabaseTarget, version: i32) -> Result<Vec<i32>, StoreError> {
+    migrate_until(target, refinery::Target::Version(version)).await
+}
+
+async fn migrate_until(
+    target: &DatabaseTarget,
+    until: refinery::Target,
+) -> Result<Vec<i32>, StoreError> {
     let (mut client, connection) = target.admin_config().connect(NoTls).await?;
     let driver = tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -49,6 +62,7 @@ pub async fn migrate(target: &DatabaseTarget) -> Result<Vec<i32>, StoreError> {
         .await?;
     let report = embedded_migrations::migrations::runner()
         .set_abort_divergent(true)
+        .set_target(until)
         .run_async(&mut client)
         .await;
     let unlock = client

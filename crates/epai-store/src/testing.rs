@@ -38,6 +38,15 @@ impl TestDatabase {
         db
     }
 
+    /// A new database migrated only up to `version`, as an older release left it.
+    pub async fn migrated_to(version: i32) -> Self {
+        let db = Self::empty().await;
+        db.run_with_cluster_lock(crate::migrate_to(&db.target, version))
+            .await
+            .expect("migrations apply to a fresh database");
+        db
+    }
+
     /// A new database with nothing in it, for tests that set up an older schema first.
     pub async fn empty() -> Self {
         let server: tokio_postgres::Config = server_url().parse().expect("EPAI_TEST_DATABASE_URL");

@@ -6,7 +6,7 @@ use clap::Args;
 use epai_domain::EventLimits;
 use epai_server::rate_limit::{self, Quota, RateLimitSettings};
 use epai_server::{AccountSettings, ServerSettings};
-use epai_store::{IngestOptions, KeyPolicy, StoreOptions};
+use epai_store::{IngestOptions, KeyPolicy, RetentionPolicy, StoreOptions};
 
 use crate::jwt_secret::{self, JwtSecret};
 
@@ -34,6 +34,55 @@ pub struct GlobalArgs {
     /// Maximum number of database connections in the pool.
     #[arg(long, env = "EPAI_DB_POOL_SIZE", default_value_t = 16, global = true)]
     pub db_pool_size: usize,
+
+    /// Milliseconds a connection may wait for a free pooled connection (or to open one) before
+    /// the request gets 503.
+    #[arg(
+        long,
+        env = "EPAI_DB_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub db_acquire_timeout_ms: u64,
+
+    /// Milliseconds one SQL statement may run before PostgreSQL cancels it (the request gets
+    /// 503 service/timeout); 0 leaves the server's own setting.
+    #[arg(
+        long,
+        env = "EPAI_STATEMENT_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub statement_timeout_ms: u64,
+
+    /// Days request logs are kept (0 = forever); expired months are dropped by partition.
+    #[arg(
+        long,
+        env = "EPAI_LOG_RETENTION_DAYS",
+        default_value_t = 90,
+        global = true
+    )]
+    pub log_retention_days: u64,
+
+    /// Days events are kept, by ingestion time (0 = forever); expired months are dropped by
+    /// partition.
+    #[arg(
+        long,
+        env = "EPAI_EVENT_RETENTION_DAYS",
+        default_value_t = 0,
+        global = true
+    )]
+    pub event_retention_days: u64,
+
+    /// Months after the current one that always have their partitions ready.
+    #[arg(
+        long,
+        env = "EPAI_PARTITIONS_AHEAD",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(0..=120),
+        global = true
+    )]
+    pub partitions_ahead: u32,
 
     /// Days a newly issued API key stays valid.
     #[arg(
@@ -91,11 +140,22 @@ impl GlobalArgs {
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
             pool_size: self.db_pool_size.max(1),
+            acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms.max(1)),
+            statement_timeout: (self.statement_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.statement_timeout_ms)),
             key_policy: KeyPolicy {
                 ttl: Duration::from_secs(self.api_key_ttl_days.max(1) * 24 * 3600),
                 rotation_grace: Duration::from_secs(self.api_key_grace_seconds),
             },
-            ..StoreOptions::default()
+        }
+    }
+
+    pub fn retention_policy(&self) -> RetentionPolicy {
+        let days = |n: u64| (n > 0).then(|| Duration::from_secs(n * 24 * 3600));
+        RetentionPolicy {
+            logs: days(self.log_retention_days),
+            events: days(self.event_retention_days),
+            months_ahead: self.partitions_ahead,
         }
     }
 
@@ -138,6 +198,15 @@ pub struct ServeArgs {
     #[arg(long, env = "EPAI_INGEST_QUEUE", default_value_t = 10_000)]
     pub ingest_queue: usize,
 
+    /// Seconds between partition maintenance passes (creating months ahead, dropping expired
+    /// ones); 0 leaves it to `epai maintenance`.
+    #[arg(
+        long,
+        env = "EPAI_MAINTENANCE_INTERVAL_SECONDS",
+        default_value_t = 3600
+    )]
+    pub maintenance_interval_seconds: u64,
+
     /// Secret (at least 32 bytes) that signs portal session tokens [default: generated once and
     /// kept in <DATA_DIR>/jwt_secret].
     #[arg(long, env = "EPAI_JWT_SECRET", hide_env_values = true)]
@@ -174,6 +243,7 @@ impl ServeArgs {
 
     pub fn server_settings(&self) -> ServerSettings {
         let defaults = ServerSettings::default();
+        let request_timeout = Duration::from_secs(self.request_timeout_seconds.max(1));
         ServerSettings {
             event_limits: EventLimits {
                 max_event_bytes: self.max_event_bytes,
@@ -182,10 +252,12 @@ impl ServeArgs {
             },
             max_body_bytes: self.max_body_bytes,
             max_event_body_bytes: (self.max_event_bytes * 4).min(self.max_body_bytes),
-            request_timeout: Duration::from_secs(self.request_timeout_seconds.max(1)),
+            request_timeout,
             trusted_proxies: self.trusted_proxies.clone(),
             ingest: IngestOptions {
                 queue_capacity: self.ingest_queue.max(1),
+                // A writer waiting longer would be answering requests already abandoned.
+                commit_timeout: request_timeout,
                 ..defaults.ingest
             },
             ..defaults

@@ -8,6 +8,7 @@ mod config;
 mod database;
 mod demo;
 mod jwt_secret;
+mod maintenance;
 mod secret_file;
 mod webhooks;
 mod workers;
@@ -45,6 +46,10 @@ enum Command {
     Worker(workers::InsightArgs),
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Create the coming months' partitions of events and request logs, move rows out of the
+    /// default partition, and drop months past their retention (`epai serve` also does this
+    /// every EPAI_MAINTENANCE_INTERVAL_SECONDS).
+    Maintenance(maintenance::MaintenanceArgs),
     /// Manage partner accounts.
     #[command(subcommand)]
     Partner(PartnerCommand),
@@ -147,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(&global, &args).await,
         Command::Worker(args) => workers::run(&global, &args).await,
         Command::Bench(args) => bench::run(&global, args).await,
+        Command::Maintenance(args) => maintenance::run(&global, &args).await,
         Command::Migrate => {
             let db = database::open(&global, database::Ownership::Shared).await?;
             let applied = db.migrate().await?;
@@ -388,10 +394,23 @@ async fn serve(global: &GlobalArgs, args: &config::ServeArgs) -> anyhow::Result<
     let (state, background) = epai_server::start(store.clone(), settings, jwt)
         .context("invalid rate-limit configuration (EPAI_REDIS_URL)")?;
     let workers = workers::start(&store, &models, &args.insights, &webhook_cipher)?;
+    let (stop_maintenance, maintenance_stopping) = tokio::sync::watch::channel(false);
+    let maintenance = (args.maintenance_interval_seconds > 0).then(|| {
+        maintenance::schedule(
+            store.clone(),
+            global.retention_policy(),
+            std::time::Duration::from_secs(args.maintenance_interval_seconds),
+            maintenance_stopping,
+        )
+    });
     epai_server::serve_with_listener(state, listener, config::shutdown_signal()).await?;
     tracing::info!("no longer accepting requests; storing what was accepted");
     background.shutdown().await;
     workers.stop().await;
+    let _ = stop_maintenance.send(true);
+    if let Some(maintenance) = maintenance {
+        let _ = maintenance.await;
+    }
     tracing::info!("everything accepted is stored; shutting down the database");
     db.close().await
 }

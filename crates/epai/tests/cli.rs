@@ -72,6 +72,7 @@ fn version_and_help_for_every_command() {
         vec!["demo", "--help"],
         vec!["bench", "--help"],
         vec!["worker", "--help"],
+        vec!["maintenance", "--help"],
     ] {
         let help = stdout(&run(epai().args(&args)));
         assert!(help.contains("Usage: epai"), "{args:?}: {help}");
@@ -609,4 +610,126 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
         acknowledged.len(),
         "every acknowledged event is stored ({refused} requests were refused)"
     );
+    // The request log was flushed too: every event the server stored was acknowledged to
+    // someone, and each acknowledgement is in the log.
+    let admin = db.admin().await;
+    let all_stored: i64 = admin
+        .query_one("SELECT count(*) FROM ingestion_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let logged: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM logs WHERE endpoint = '/v1/events' AND status = 202",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    println!("stored {all_stored} events in all, logged {logged} acknowledgements");
+    assert_eq!(
+        logged, all_stored,
+        "every acknowledgement is in the request log"
+    );
+}
+
+fn partition_names(rows: &[tokio_postgres::Row]) -> Vec<String> {
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+async fn log_partitions(db: &TestDatabase) -> Vec<String> {
+    partition_names(
+        &db.admin()
+            .await
+            .query(
+                "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'logs'::regclass ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap(),
+    )
+}
+
+fn month_ahead(table: &str, months: u32) -> String {
+    let at = chrono::Utc::now()
+        .checked_add_months(chrono::Months::new(months))
+        .unwrap();
+    format!("{table}_p{}", at.format("%Y_%m"))
+}
+
+#[tokio::test]
+async fn maintenance_plans_with_dry_run_then_creates_and_reports_partitions() {
+    let db = TestDatabase::migrated().await;
+    let maintenance = |args: &[&str]| {
+        let mut command = epai();
+        command
+            .env("DATABASE_URL", db.url())
+            .env("EPAI_PARTITIONS_AHEAD", "5")
+            .arg("maintenance")
+            .args(args);
+        run(&mut command)
+    };
+    let fifth = month_ahead("logs", 5);
+    let plan = stdout(&maintenance(&["--dry-run"]));
+    assert!(
+        plan.contains("(dry run): request logs kept 90 days, events kept forever, 5 months ahead"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!("logs: would create {fifth} [")),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(&format!(
+            "ingestion_events: would create {}",
+            month_ahead("ingestion_events", 4)
+        )),
+        "{plan}"
+    );
+    assert!(
+        !log_partitions(&db).await.contains(&fifth),
+        "a dry run changes nothing"
+    );
+
+    let done = stdout(&maintenance(&[]));
+    assert!(done.contains(&format!("logs: created {fifth} [")), "{done}");
+    assert!(log_partitions(&db).await.contains(&fifth));
+
+    let again = json(&maintenance(&["--json"]));
+    assert_eq!(again, serde_json::json!([]), "nothing left to do");
+    let text = stdout(&maintenance(&[]));
+    assert!(text.contains("nothing to do"), "{text}");
+
+    let refused = run(epai()
+        .env("DATABASE_URL", db.url())
+        .env("EPAI_PARTITIONS_AHEAD", "500")
+        .arg("maintenance"));
+    assert!(stderr_of_failure(&refused).contains("500"));
+}
+
+#[tokio::test]
+async fn serve_keeps_the_partitions_of_the_coming_months_ready() {
+    let db = TestDatabase::migrated().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url_env = db.url();
+    let seventh = month_ahead("logs", 7);
+    assert!(!log_partitions(&db).await.contains(&seventh));
+    let (mut server, _url) = spawn_serve_with(
+        dir.path(),
+        &[
+            ("DATABASE_URL", url_env.as_str()),
+            ("EPAI_PARTITIONS_AHEAD", "7"),
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !log_partitions(&db).await.contains(&seventh) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not create {seventh}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    signal(&server, Signal::SIGTERM);
+    assert!(server.wait().unwrap().success());
 }

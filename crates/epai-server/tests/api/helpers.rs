@@ -44,11 +44,32 @@ impl TestApp {
         settings: ServerSettings,
         limiter: RateLimiter,
     ) -> Self {
+        let store = db.store();
+        Self::spawn_serving(db, store, settings, limiter).await
+    }
+
+    /// A server whose store has `options` (timeouts, pool size).
+    pub async fn spawn_with_store_options(
+        db: TestDatabase,
+        options: &epai_store::StoreOptions,
+        settings: ServerSettings,
+    ) -> Self {
+        let limiter = settings.rate_limits.limiter().unwrap();
+        let store = db.store_with(options);
+        Self::spawn_serving(db, store, settings, limiter).await
+    }
+
+    async fn spawn_serving(
+        db: TestDatabase,
+        store: epai_store::Store,
+        settings: ServerSettings,
+        limiter: RateLimiter,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let jwt = Arc::new(JwtKeys::from_secret(TEST_JWT_SECRET).unwrap());
         let (state, background) = epai_server::start_with_limiter(
-            db.store(),
+            store,
             settings,
             JwtKeys::from_secret(TEST_JWT_SECRET).unwrap(),
             limiter,
@@ -143,30 +164,7 @@ pub struct TestPartner {
 
 impl TestApp {
     pub async fn partner(&self, name: &str) -> TestPartner {
-        let store = self.db.store();
-        let new = epai_store::NewPartner {
-            name: epai_domain::PartnerName::parse(name).unwrap(),
-            email: epai_domain::Email::parse(&format!(
-                "{}@example.com",
-                uuid::Uuid::new_v4().simple()
-            ))
-            .unwrap(),
-            password_hash: None,
-        };
-        let partner = store
-            .as_service_role(async |s| s.create_partner(&new).await)
-            .await
-            .unwrap();
-        let user_id = partner.require_user().unwrap();
-        let key = store
-            .as_user(user_id, async |t| t.regenerate_api_key().await)
-            .await
-            .unwrap();
-        TestPartner {
-            key,
-            partner_id: partner.id.as_uuid(),
-            user_id,
-        }
+        partner_on(&self.db, name).await
     }
 
     pub async fn post_json(
@@ -248,5 +246,30 @@ impl TestApp {
         self.client
             .request(method, self.url(path))
             .bearer_auth(token)
+    }
+}
+
+/// A partner with an account and a fresh API key in `db`, before or without a server.
+pub async fn partner_on(db: &TestDatabase, name: &str) -> TestPartner {
+    let store = db.store();
+    let new = epai_store::NewPartner {
+        name: epai_domain::PartnerName::parse(name).unwrap(),
+        email: epai_domain::Email::parse(&format!("{}@example.com", uuid::Uuid::new_v4().simple()))
+            .unwrap(),
+        password_hash: None,
+    };
+    let partner = store
+        .as_service_role(async |s| s.create_partner(&new).await)
+        .await
+        .unwrap();
+    let user_id = partner.require_user().unwrap();
+    let key = store
+        .as_user(user_id, async |t| t.regenerate_api_key().await)
+        .await
+        .unwrap();
+    TestPartner {
+        key,
+        partner_id: partner.id.as_uuid(),
+        user_id,
     }
 }

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod bad_input;
+mod faults;
 mod health;
 mod helpers;
 mod ingest;
@@ -12,4 +13,5 @@ mod predict;
 mod rate_limit;
 mod rate_limited_requests;
 mod reads;
+mod upgraded;
 mod webhooks;

@@ -5,6 +5,8 @@ mod embedded;
 mod features;
 mod functions;
 mod isolation;
+mod limits;
+mod partitions;
 mod queue;
 mod rate_limits;
 mod seed_bugs;
