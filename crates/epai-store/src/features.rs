@@ -140,7 +140,9 @@ impl ServiceRole<'_> {
 
     /// Writes `insight` of `model` for `partner` at `now`: a new row, or the one about the same
     /// subject updated in place, and queues `insight.created` or `insight.updated` for the
-    /// partner's webhooks. `NotFound` when the catalogue has no such model.
+    /// partner's webhooks; a recomputation with the same answer (only `generated_at` moved)
+    /// refreshes the row without a webhook message. `NotFound` when the catalogue has no such
+    /// model.
     #[tracing::instrument(skip_all, fields(partner.id = %partner, model))]
     pub async fn upsert_insight(
         &self,
@@ -165,9 +167,12 @@ impl ServiceRole<'_> {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("no model named {model}")))?;
         let id: Uuid = row.get("id");
-        // In the same transaction: a committed insight is announced to webhooks at least once.
-        self.announce_insight(partner, id, row.get("created"), now)
-            .await?;
+        let created: bool = row.get("created");
+        let changed: bool = row.get("changed");
+        // In the same transaction: a committed change is announced to webhooks at least once.
+        if created || changed {
+            self.announce_insight(partner, id, created, now).await?;
+        }
         Ok(id)
     }
 }

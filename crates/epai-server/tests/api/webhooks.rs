@@ -316,8 +316,12 @@ async fn a_receiver_verifies_every_signature_and_sees_each_insight_once_after_de
     let first = write_insight(&app, &acme, "page_view", json!({"title": "Spike", "n": 1})).await;
     let second = write_insight(&app, &acme, "signup", json!({"title": "Drop"})).await;
     let third = write_insight(&app, &acme, "purchase", json!({"title": "Calm"})).await;
-    let updated = write_insight(&app, &acme, "page_view", json!({"title": "Spike", "n": 2})).await;
+    let spike = |n: i32, generated_at: &str| json!({"title": "Spike", "n": n, "generated_at": generated_at});
+    let updated = write_insight(&app, &acme, "page_view", spike(2, "2026-11-30T10:00:00Z")).await;
     assert_eq!(updated, first, "the same subject is updated in place");
+    // Recomputed with the same answer: refreshed, but no news for the receiver.
+    let refreshed = write_insight(&app, &acme, "page_view", spike(2, "2026-11-30T11:00:00Z")).await;
+    assert_eq!(refreshed, first);
 
     let outcomes = drain(
         &app,
@@ -391,12 +395,18 @@ async fn a_receiver_verifies_every_signature_and_sees_each_insight_once_after_de
             );
             continue;
         }
-        let api: Value = app
+        let mut api: Value = app
             .get_with_key(&format!("/v1/insights/{id}"), &acme.key)
             .await
             .json()
             .await
             .unwrap();
+        if id == first {
+            // The quiet refresh moved only these two.
+            assert_eq!(api["content"]["generated_at"], "2026-11-30T11:00:00Z");
+            api["content"]["generated_at"] = json!("2026-11-30T10:00:00Z");
+            api["updated_at"] = payload["data"]["updated_at"].clone();
+        }
         assert_eq!(payload["data"], api);
     }
 }
