@@ -50,19 +50,41 @@ fn validation_failed(detail: &str, errors: Vec<Value>) -> ApiError {
     ApiError::invalid(detail).with_errors(Value::Array(errors))
 }
 
+/// One event as the request carried it.
+enum EventBody {
+    /// Read straight from the bytes: the common case, and the cheap one.
+    Input(EventInput),
+    /// Any JSON, still to be checked against the `EventInput` shape.
+    Json(Value),
+}
+
+impl EventBody {
+    /// Well-formed events are read in one pass; anything else is parsed as JSON first, so that
+    /// malformed JSON and each wrong field get their own answers.
+    fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
+        match serde_json::from_slice(bytes) {
+            Ok(input) => Ok(Self::Input(input)),
+            Err(_) => parse_json(bytes).map(Self::Json),
+        }
+    }
+}
+
 /// Validates one event body (`EventInput` shape).
 fn one_event(
-    body: Value,
+    body: EventBody,
     now: DateTime<Utc>,
     state: &AppState,
     index: Option<usize>,
 ) -> Result<ValidEvent, Vec<Value>> {
-    let input: EventInput = match serde_json::from_value(body) {
-        Ok(input) => input,
-        Err(e) => {
-            let message = describe_without_values(&e.to_string());
-            return Err(field_errors(&[FieldError::new("(event)", message)], index));
-        }
+    let input: EventInput = match body {
+        EventBody::Input(input) => input,
+        EventBody::Json(body) => match serde_json::from_value(body) {
+            Ok(input) => input,
+            Err(e) => {
+                let message = describe_without_values(&e.to_string());
+                return Err(field_errors(&[FieldError::new("(event)", message)], index));
+            }
+        },
     };
     input
         .validate(now, &state.settings.event_limits)
@@ -184,7 +206,7 @@ pub async fn post_event(
     headers: HeaderMap,
     JsonBytes(bytes): JsonBytes,
 ) -> Result<Response, ApiError> {
-    let body: Value = parse_json(&bytes)?;
+    let body = EventBody::parse(&bytes)?;
     ingest_one(
         &state,
         &caller,
@@ -204,7 +226,7 @@ async fn ingest_one(
     caller: &PartnerCaller,
     headers: &HeaderMap,
     (raw, path): (&[u8], &str),
-    event: Value,
+    event: EventBody,
     status: StatusCode,
     answer: impl FnOnce(Uuid) -> Value,
 ) -> Result<Response, ApiError> {
@@ -226,8 +248,23 @@ async fn ingest_one(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Batch {
-    events: Vec<Value>,
+struct Batch<Event> {
+    events: Vec<Event>,
+}
+
+impl Batch<EventBody> {
+    /// As [`EventBody::parse`]: one pass when every event is well-formed, else item by item.
+    fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
+        let events = match serde_json::from_slice::<Batch<EventInput>>(bytes) {
+            Ok(batch) => batch.events.into_iter().map(EventBody::Input).collect(),
+            Err(_) => parse_json::<Batch<Value>>(bytes)?
+                .events
+                .into_iter()
+                .map(EventBody::Json)
+                .collect(),
+        };
+        Ok(Self { events })
+    }
 }
 
 /// Stores a batch: all events or none, with per-item errors.
@@ -243,7 +280,7 @@ pub async fn post_batch(
     JsonBytes(bytes): JsonBytes,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let batch: Batch = parse_json(&bytes)?;
+    let batch = Batch::parse(&bytes)?;
     let max = state.settings.event_limits.max_batch_events;
     if batch.events.is_empty() {
         return Err(ApiError::invalid("a batch needs at least one event"));
@@ -296,7 +333,7 @@ pub async fn post_ingest_original(
     headers: HeaderMap,
     JsonBytes(bytes): JsonBytes,
 ) -> Result<Response, ApiError> {
-    let body: Value = parse_json(&bytes)?;
+    let body = EventBody::parse(&bytes)?;
     ingest_one(
         &state,
         &caller,
@@ -334,7 +371,7 @@ pub async fn post_ingest_v2(
         &caller,
         &headers,
         (&bytes, "/ingest-v2"),
-        json!({ "event_type": body.event_type, "data": body.payload }),
+        EventBody::Json(json!({ "event_type": body.event_type, "data": body.payload })),
         StatusCode::CREATED,
         |id| json!({ "status": "success", "message": "Event ingested", "eventId": id }),
     )

@@ -107,9 +107,19 @@ impl Default for ServerSettings {
     }
 }
 
-/// What every handler can reach.
+/// What every handler can reach. Every request takes a copy, so a copy is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+pub struct SharedState {
     pub store: Store,
     pub ingest: IngestWriter,
     pub activity: ActivityRecorder,
@@ -174,7 +184,7 @@ pub fn start_with_limiter(
             );
         }
     });
-    let state = AppState {
+    let state = AppState(Arc::new(SharedState {
         store,
         ingest,
         activity,
@@ -183,7 +193,7 @@ pub fn start_with_limiter(
         jwt: Arc::new(jwt),
         settings,
         insights,
-    };
+    }));
     let background = Background {
         ingest_writers,
         activity_writer,

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use epai_domain::PartnerId;
-use epai_store::RequestLog;
+use epai_store::{LoggedBody, RequestLog};
 
 use crate::auth::limit_ip;
 use crate::error::{ApiError, ErrorCode};
@@ -192,10 +192,7 @@ fn secure_headers(headers: &mut HeaderMap) {
 }
 
 /// Buffers JSON responses to log them; streams (SSE) and other bodies pass untouched.
-async fn capture_json_body(
-    response: Response,
-    cap: usize,
-) -> (Response, Option<serde_json::Value>) {
+async fn capture_json_body(response: Response, cap: usize) -> (Response, Option<LoggedBody>) {
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)

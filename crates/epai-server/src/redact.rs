@@ -1,32 +1,55 @@
 //! Masking of secrets and capping of bodies before they are written to `logs`.
 
+use epai_store::LoggedBody;
 use serde_json::{Map, Value, json};
 
 const MASK: &str = "[redacted]";
 
+/// Parts of field names whose values are secrets, whatever they hold (lowercase).
+const SECRET_FIELD_PARTS: [&str; 10] = [
+    "password",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "api-key",
+    "authorization",
+    "cookie",
+    "refresh",
+    "credential",
+];
+
+/// How every credential EPAI issues begins, in lowercase: API keys, webhook signing secrets,
+/// and JWTs (`eyJ`, the encoded `{"` of their header).
+const CREDENTIAL_MARKERS: [&str; 3] = ["epai_", "whsec_", "eyj"];
+
 /// Field names whose values are secrets, whatever they hold.
 fn is_secret_field(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "token",
-        "apikey",
-        "api_key",
-        "api-key",
-        "authorization",
-        "cookie",
-        "refresh",
-        "credential",
-    ]
-    .iter()
-    .any(|needle| name.contains(needle))
+    SECRET_FIELD_PARTS.iter().any(|part| name.contains(part))
 }
 
 /// Strings that look like credentials wherever they appear: API keys, webhook signing secrets
 /// and JWTs.
 fn looks_like_secret(text: &str) -> bool {
     text.contains("epai_") || text.contains("whsec_") || text.split_whitespace().any(looks_like_jwt)
+}
+
+/// Whether masking could change `bytes`: they hold a secret field name or a credential marker
+/// in any case, a NUL, or an escape (which could spell either). Bodies without any of those
+/// are logged as they came.
+fn may_need_masking(bytes: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return true;
+    };
+    if text.contains(['\\', '\0']) {
+        return true;
+    }
+    let lowercase = text.to_ascii_lowercase();
+    SECRET_FIELD_PARTS
+        .iter()
+        .chain(&CREDENTIAL_MARKERS)
+        .any(|needle| lowercase.contains(needle))
 }
 
 fn looks_like_jwt(word: &str) -> bool {
@@ -65,15 +88,22 @@ pub fn mask(value: &Value) -> Value {
 
 /// What of a body goes into the log: masked JSON when it is JSON, else a masked text preview;
 /// anything larger than `cap` bytes is replaced by a note of its size.
-pub fn loggable_body(bytes: &[u8], cap: usize) -> Option<Value> {
+pub fn loggable_body(bytes: &[u8], cap: usize) -> Option<LoggedBody> {
     if bytes.is_empty() {
         return None;
     }
     if bytes.len() > cap {
-        return Some(json!({ "truncated": true, "bytes": bytes.len() }));
+        return Some(LoggedBody::from_value(
+            &json!({ "truncated": true, "bytes": bytes.len() }),
+        ));
     }
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(value) => Some(mask(&value)),
+    if !may_need_masking(bytes)
+        && let Some(body) = LoggedBody::from_json_text(bytes)
+    {
+        return Some(body);
+    }
+    let logged = match serde_json::from_slice::<Value>(bytes) {
+        Ok(value) => mask(&value),
         Err(_) => {
             let text = String::from_utf8_lossy(bytes).replace('\0', "");
             let preview = if looks_like_secret(&text) {
@@ -81,9 +111,10 @@ pub fn loggable_body(bytes: &[u8], cap: usize) -> Option<Value> {
             } else {
                 text
             };
-            Some(json!({ "unparsed": preview }))
+            json!({ "unparsed": preview })
         }
-    }
+    };
+    Some(LoggedBody::from_value(&logged))
 }
 
 #[cfg(test)]
@@ -113,16 +144,48 @@ mod tests {
         assert_eq!(masked, json!({"ab": "cd"}));
     }
 
+    fn logged(bytes: &[u8], cap: usize) -> Option<Value> {
+        loggable_body(bytes, cap).map(|body| serde_json::from_str(body.as_str()).unwrap())
+    }
+
     #[test]
     fn large_bodies_are_summarised_and_text_is_kept_as_text() {
         assert_eq!(
-            loggable_body(&[b'x'; 100], 10),
+            logged(&[b'x'; 100], 10),
             Some(json!({"truncated": true, "bytes": 100}))
         );
         assert_eq!(
-            loggable_body(b"not json", 100),
+            logged(b"not json", 100),
             Some(json!({"unparsed": "not json"}))
         );
-        assert_eq!(loggable_body(b"", 100), None);
+        assert_eq!(logged(b"", 100), None);
+    }
+
+    #[test]
+    fn bodies_without_anything_to_mask_are_logged_as_they_came() {
+        let body = br#"{"event_type":"page_view", "data": {"url": "/pricing", "n": 1.50}}"#;
+        assert_eq!(loggable_body(body, 1000).unwrap().as_str().as_bytes(), body);
+    }
+
+    #[test]
+    fn secrets_are_masked_however_the_body_spells_them() {
+        for body in [
+            r#"{"Password": "hunter2"}"#,
+            r#"{"pass\u0077ord": "hunter2"}"#,
+            r#"{"apiKey": "hunter2"}"#,
+            r#"{"note": "\u0065pai_hunter2"}"#,
+            r#"["eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.hunter2"]"#,
+        ] {
+            let text = loggable_body(body.as_bytes(), 1000).unwrap();
+            assert!(
+                !text.as_str().contains("hunter2"),
+                "{body} logged as {text:?}"
+            );
+        }
+        assert_eq!(
+            logged(br#"{"a\u0000b": 1}"#, 1000),
+            Some(json!({"ab": 1})),
+            "NUL characters are removed"
+        );
     }
 }

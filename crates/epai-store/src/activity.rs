@@ -5,12 +5,14 @@
 
 use std::time::Duration;
 
+use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Utc};
 use epai_domain::{AuthUserId, PartnerId};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_postgres::types::{IsNull, ToSql, Type, accepts, to_sql_checked};
 use uuid::Uuid;
 
 use crate::connect::Store;
@@ -26,11 +28,50 @@ pub struct RequestLog {
     pub method: String,
     pub status: i32,
     pub duration_ms: i32,
-    pub request_body: Option<Value>,
-    pub response_body: Option<Value>,
+    pub request_body: Option<LoggedBody>,
+    pub response_body: Option<LoggedBody>,
     pub ip_address: Option<String>,
     pub user_agent: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// A body as `logs` stores it: the text of one JSON value, kept as text so that a body worth
+/// logging as it came is neither parsed into a tree nor written out again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedBody(String);
+
+impl LoggedBody {
+    pub fn from_value(value: &Value) -> Self {
+        Self(value.to_string())
+    }
+
+    /// `text` as it is, when it is exactly one JSON value.
+    pub fn from_json_text(text: &[u8]) -> Option<Self> {
+        serde_json::from_slice::<serde::de::IgnoredAny>(text).ok()?;
+        String::from_utf8(text.to_vec()).ok().map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl ToSql for LoggedBody {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        // jsonb's binary form is a version byte followed by the text; json's is the text.
+        if *ty == Type::JSONB {
+            out.put_u8(1);
+        }
+        out.put_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    accepts!(JSON, JSONB);
+    to_sql_checked!();
 }
 
 /// One row of `security_events`. `details` must never hold a secret.
@@ -286,8 +327,9 @@ impl ServiceRole<'_> {
         let methods: Vec<&str> = logs.iter().map(|l| l.method.as_str()).collect();
         let statuses: Vec<i32> = logs.iter().map(|l| l.status).collect();
         let durations: Vec<i32> = logs.iter().map(|l| l.duration_ms).collect();
-        let requests: Vec<Option<&Value>> = logs.iter().map(|l| l.request_body.as_ref()).collect();
-        let responses: Vec<Option<&Value>> =
+        let requests: Vec<Option<&LoggedBody>> =
+            logs.iter().map(|l| l.request_body.as_ref()).collect();
+        let responses: Vec<Option<&LoggedBody>> =
             logs.iter().map(|l| l.response_body.as_ref()).collect();
         let ips: Vec<Option<&str>> = logs.iter().map(|l| l.ip_address.as_deref()).collect();
         let agents: Vec<Option<&str>> = logs.iter().map(|l| l.user_agent.as_deref()).collect();

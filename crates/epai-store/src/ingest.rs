@@ -136,13 +136,13 @@ async fn write_batches(
 }
 
 async fn commit(session: &mut WriterSession, batch: Vec<Job>) {
-    let events: Vec<NewEvent> = batch
-        .iter()
-        .flat_map(|j| j.events.iter().cloned())
-        .collect();
-    metrics::histogram!("epai_ingest_commit_rows").record(events.len() as f64);
+    let rows: usize = batch.iter().map(|j| j.events.len()).sum();
+    metrics::histogram!("epai_ingest_commit_rows").record(rows as f64);
     metrics::histogram!("epai_ingest_commit_requests").record(batch.len() as f64);
-    match session.insert(&events).await {
+    match session
+        .insert(batch.iter().flat_map(|j| j.events.iter()))
+        .await
+    {
         Ok(()) => {
             for job in batch {
                 let _ = job.done.send(Ok(()));
@@ -152,7 +152,7 @@ async fn commit(session: &mut WriterSession, batch: Vec<Job>) {
         // on its own.
         Err(_) if batch.len() > 1 => {
             for job in batch {
-                let outcome = session.insert(&job.events).await;
+                let outcome = session.insert(job.events.iter()).await;
                 let _ = job.done.send(outcome);
             }
         }
@@ -190,7 +190,10 @@ impl Drop for AbortOnDrop {
 }
 
 impl WriterSession {
-    async fn insert(&mut self, events: &[NewEvent]) -> Result<(), StoreError> {
+    async fn insert<'a>(
+        &mut self,
+        events: impl Iterator<Item = &'a NewEvent> + Clone,
+    ) -> Result<(), StoreError> {
         let recompute = self.recompute.clone();
         let columns = EventColumns::of(events, &recompute, chrono::Utc::now());
         let commit_timeout = self.commit_timeout;

@@ -38,7 +38,7 @@ pub mod webhooks;
 pub use accounts::{
     AccountUser, LoginCandidate, NewSession, REVOKED_BY_LOGOUT, REVOKED_FOR_REUSE, RefreshOutcome,
 };
-pub use activity::{ActivityRecorder, RequestLog, SecurityEvent};
+pub use activity::{ActivityRecorder, LoggedBody, RequestLog, SecurityEvent};
 pub use connect::{DatabaseTarget, KeyPolicy, RecomputeOnIngest, Store, StoreOptions};
 pub use error::StoreError;
 pub use features::{DailySeries, EntityActivity, FeatureRequest, NewInsight, PartnerFeatures};

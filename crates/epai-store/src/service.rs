@@ -86,21 +86,26 @@ pub(crate) struct EventColumns<'a> {
 
 impl<'a> EventColumns<'a> {
     /// `events`, stored at `now`, making `recompute`'s models due after its debounce.
-    pub(crate) fn of(
-        events: &'a [NewEvent],
+    pub(crate) fn of<'e: 'a, Events>(
+        events: Events,
         recompute: &'a RecomputeOnIngest,
         now: DateTime<Utc>,
-    ) -> Self {
+    ) -> Self
+    where
+        Events: IntoIterator<Item = &'e NewEvent>,
+        Events::IntoIter: Clone,
+    {
+        let events = events.into_iter();
         Self {
-            ids: events.iter().map(|e| e.id).collect(),
-            partners: events.iter().map(|e| e.partner_id.as_uuid()).collect(),
-            event_types: events.iter().map(|e| e.event_type.as_str()).collect(),
-            data: events.iter().map(|e| &e.data).collect(),
-            sources: events.iter().map(|e| e.source.as_str()).collect(),
-            versions: events.iter().map(|e| e.version.as_str()).collect(),
-            metadata: events.iter().map(|e| e.metadata.as_ref()).collect(),
-            occurred: events.iter().map(|e| e.occurred_at).collect(),
-            created: events.iter().map(|e| e.created_at).collect(),
+            ids: events.clone().map(|e| e.id).collect(),
+            partners: events.clone().map(|e| e.partner_id.as_uuid()).collect(),
+            event_types: events.clone().map(|e| e.event_type.as_str()).collect(),
+            data: events.clone().map(|e| &e.data).collect(),
+            sources: events.clone().map(|e| e.source.as_str()).collect(),
+            versions: events.clone().map(|e| e.version.as_str()).collect(),
+            metadata: events.clone().map(|e| e.metadata.as_ref()).collect(),
+            occurred: events.clone().map(|e| e.occurred_at).collect(),
+            created: events.clone().map(|e| e.created_at).collect(),
             recompute_models: &recompute.models,
             stored_at: now,
             recompute_at: crate::queue::after(now, recompute.debounce),
