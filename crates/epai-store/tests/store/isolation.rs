@@ -6,10 +6,11 @@ use uuid::Uuid;
 
 use crate::support::*;
 
-const TENANT_TABLES: [(&str, &str); 8] = [
+const TENANT_TABLES: [(&str, &str); 9] = [
     ("partners", "id"),
     ("api_keys", "partner_id"),
     ("ingestion_events", "partner_id"),
+    ("ingestion_event_daily_counts", "partner_id"),
     ("insights", "partner_id"),
     ("logs", "partner_id"),
     ("security_events", "partner_id"),
@@ -18,7 +19,11 @@ const TENANT_TABLES: [(&str, &str); 8] = [
 ];
 
 /// Tables the anonymous role may not even read.
-const SIGNED_IN_ONLY: [&str; 2] = ["webhooks", "webhook_deliveries"];
+const SIGNED_IN_ONLY: [&str; 3] = [
+    "webhooks",
+    "webhook_deliveries",
+    "ingestion_event_daily_counts",
+];
 
 struct TwoTenants {
     db: TestDatabase,
@@ -82,6 +87,7 @@ async fn a_partner_cannot_update_another_partners_rows() {
         "UPDATE logs SET status = 999 WHERE partner_id = $1",
         "UPDATE security_events SET event_type = 'hidden' WHERE partner_id = $1",
         "DELETE FROM ingestion_events WHERE partner_id = $1",
+        "UPDATE ingestion_event_daily_counts SET events = 0 WHERE partner_id = $1",
         "DELETE FROM api_keys WHERE partner_id = $1",
         "UPDATE webhooks SET url = 'https://stolen.example/' WHERE partner_id = $1",
         "DELETE FROM webhooks WHERE partner_id = $1",
@@ -120,6 +126,7 @@ async fn a_partner_cannot_insert_rows_for_another_partner() {
         "INSERT INTO api_keys (partner_id, key_hash) VALUES ($1, 'forged')",
         "INSERT INTO insights (partner_id, content) VALUES ($1, '{}')",
         "INSERT INTO logs (partner_id, endpoint, method, status) VALUES ($1, '/', 'GET', 200)",
+        "INSERT INTO ingestion_event_daily_counts (partner_id, day, event_type, slot, events) VALUES ($1, current_date, 'x', 0, 1)",
         "INSERT INTO security_events (partner_id, event_type) VALUES ($1, 'forged')",
         "INSERT INTO partners (id, user_id, name) VALUES ($1, NULL, 'twin')",
         "INSERT INTO webhooks (id, partner_id, url, event_types, secret_ciphertext, secret_key_id) VALUES (gen_random_uuid(), $1, 'https://x.example/', ARRAY['insight.created'], '\\x01', 'k')",
@@ -153,6 +160,16 @@ async fn a_partner_may_insert_its_own_events() {
         .await
         .unwrap();
     assert_eq!(inserted, 1);
+    // The partner cannot write the counts itself, yet its own insert is counted.
+    let counted: i64 = tx
+        .query_one(
+            "SELECT coalesce(sum(events), 0)::bigint FROM ingestion_event_daily_counts WHERE event_type = 'x'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(counted, 1);
 }
 
 #[tokio::test]

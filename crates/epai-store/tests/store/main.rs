@@ -1,6 +1,7 @@
 //! Integration tests of the store against a real PostgreSQL server: every test gets a fresh
 //! database (see `epai_store::testing`).
 
+mod daily_counts;
 mod embedded;
 mod features;
 mod functions;

@@ -260,6 +260,7 @@ async fn bug7_policies_evaluate_the_uid_once_and_their_columns_are_indexed() {
         for (table, column) in [
             ("partners", "user_id"),
             ("ingestion_events", "partner_id"),
+            ("ingestion_event_daily_counts", "partner_id"),
             ("insights", "partner_id"),
             ("logs", "partner_id"),
             ("security_events", "partner_id"),

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+pub use hyper::Method;
+use hyper::Request;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
-use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
@@ -29,6 +30,8 @@ pub enum Budget {
 
 pub struct LoadSpec {
     pub address: SocketAddr,
+    /// `POST` with `body` as JSON, or `GET` (the body is then empty).
+    pub method: Method,
     pub path: &'static str,
     pub body: Bytes,
     pub events_per_request: u64,
@@ -106,7 +109,7 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadOutcome> {
     Ok(outcome)
 }
 
-async fn connect(address: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+pub async fn connect(address: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     let stream = TcpStream::connect(address)
         .await
         .with_context(|| format!("cannot connect to {address}"))?;
@@ -155,12 +158,15 @@ async fn work(
                 }
             }
         }
-        let request = Request::builder()
-            .method(Method::POST)
+        let mut request = Request::builder()
+            .method(spec.method.clone())
             .uri(spec.path)
             .header(HOST, host.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header("apikey", api_key.clone())
+            .header("apikey", api_key.clone());
+        if spec.method == Method::POST {
+            request = request.header(CONTENT_TYPE, "application/json");
+        }
+        let request = request
             .body(Full::new(spec.body.clone()))
             .expect("a well-formed request");
         let started = Instant::now();

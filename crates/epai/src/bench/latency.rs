@@ -30,6 +30,7 @@ impl Latencies {
         LatencySummary {
             samples: self.0.len(),
             p50_us: at(0.5),
+            p95_us: at(0.95),
             p99_us: at(0.99),
             p999_us: at(0.999),
             max_us: self.0.max(),
@@ -41,6 +42,7 @@ impl Latencies {
 pub struct LatencySummary {
     pub samples: u64,
     pub p50_us: u64,
+    pub p95_us: u64,
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
@@ -62,6 +64,7 @@ mod tests {
         let summary = latencies.summary();
         assert_eq!(summary.samples, 1001);
         assert_eq!(summary.p50_us, 501);
+        assert_eq!(summary.p95_us, 951);
         assert_eq!(summary.p99_us, 991);
         assert_eq!(summary.p999_us, 1000);
         // Three significant digits: 2 s is recorded within 0.1 %.

@@ -2,13 +2,17 @@
 //!
 //! Everything happens in a fresh database that is dropped at the end (also on error or Ctrl-C):
 //! PostgreSQL alone writes the rows EPAI would write (pgbench or a client loop), then `epai
-//! serve` runs as a child process and a load generator sends it the same events over HTTP, and
+//! serve` runs as a child process and a load generator sends it the same events over HTTP; then
+//! one partner gets a million events (a quarter of them with `--quick`) and the server is timed
+//! turning a new event into an insight on its live stream and answering reads for that partner;
 //! finally key verification is timed against many stored keys.
 
+mod freshness;
 mod http;
 mod keys;
 mod latency;
 mod postgres;
+mod reads;
 mod report;
 mod scratch;
 mod server;
@@ -26,10 +30,10 @@ use epai_store::{NewPartner, Store, StoreOptions};
 use serde::Serialize;
 
 use crate::config::GlobalArgs;
-use http::{Budget, LoadOutcome, LoadSpec};
+use http::{Budget, LoadOutcome, LoadSpec, Method};
 use keys::KeyPlan;
 use postgres::{Owner, Workload};
-use report::Report;
+use report::{Measured, Report};
 use scratch::ScratchDatabase;
 use server::ServerProcess;
 use system::{CpuSnapshot, CpuUse, ProcessMemory};
@@ -38,11 +42,23 @@ const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// Events per `POST /v1/events/batch`, the API's maximum.
 const BATCH_EVENTS: usize = 1000;
 
+/// Concurrent clients of the read phases.
+const READ_CONNECTIONS: usize = 32;
+/// Events ingested one by one to time event-to-insight.
+const FRESHNESS_SAMPLES: usize = 20;
+
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Shorter phases (about 3 s each) and 10k instead of 100k keys: done in under two minutes.
+    /// Shorter phases (about 3 s each) and a partner of 250k instead of 1M events for the
+    /// reads: done in under two minutes.
     #[arg(long)]
     quick: bool,
+    /// Events of the partner whose reads are measured [default: 1000000, 250000 with --quick].
+    #[arg(long, value_name = "N")]
+    read_events: Option<u32>,
+    /// Stored API keys key verification is timed against.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    keys: u32,
     /// Also write every figure to this file as JSON.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
@@ -51,31 +67,28 @@ pub struct BenchArgs {
 /// How long and how large each phase is.
 struct Plan {
     phase: Duration,
+    read_events: i64,
     keys: KeyPlan,
 }
 
 impl Plan {
-    fn new(quick: bool) -> Self {
-        if quick {
-            Self {
-                phase: Duration::from_secs(3),
-                keys: KeyPlan {
-                    keys: 10_000,
-                    uncached_samples: 2_000,
-                    cached_samples: 20_000,
-                    bcrypt_verifications: 2,
-                },
-            }
-        } else {
-            Self {
-                phase: Duration::from_secs(10),
-                keys: KeyPlan {
-                    keys: 100_000,
-                    uncached_samples: 10_000,
-                    cached_samples: 100_000,
-                    bcrypt_verifications: 5,
-                },
-            }
+    fn new(args: &BenchArgs) -> Self {
+        let keys = usize::try_from(args.keys.max(2)).unwrap_or(usize::MAX);
+        let (phase, read_events, uncached_samples, cached_samples, bcrypt_verifications) =
+            if args.quick {
+                (3, 250_000, 2_000, 20_000, 2)
+            } else {
+                (10, 1_000_000, 10_000, 100_000, 5)
+            };
+        Self {
+            phase: Duration::from_secs(phase),
+            read_events: args.read_events.map_or(read_events, i64::from),
+            keys: KeyPlan {
+                keys,
+                uncached_samples: uncached_samples.min(keys - 1),
+                cached_samples,
+                bcrypt_verifications,
+            },
         }
     }
 }
@@ -84,7 +97,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     let server_url = global.database_url.as_deref().unwrap_or(DEFAULT_SERVER);
     let scratch = ScratchDatabase::create(server_url).await?;
     progress(&format!("benchmark database {} created", scratch.name()));
-    let plan = Plan::new(args.quick);
+    let plan = Plan::new(&args);
     // Dropping the measurement on Ctrl-C kills its child processes (kill_on_drop).
     let measured = tokio::select! {
         measured = measure(&scratch, &plan, global.db_pool_size) => measured,
@@ -164,6 +177,7 @@ async fn measure(
         reset_events(&admin).await?;
         let spec = LoadSpec {
             address: server.address(),
+            method: Method::POST,
             path,
             body: Bytes::from(if events == 1 {
                 workload::single_event_body()
@@ -179,6 +193,38 @@ async fn measure(
         figures.warn_if_failed();
         http_figures.push(figures);
     }
+
+    reset_events(&admin).await?;
+    progress(&format!(
+        "reads: loading {} events of one partner over {} days",
+        plan.read_events,
+        reads::LOAD_DAYS
+    ));
+    let load = reads::load_events(&admin, owner, plan.read_events).await?;
+    progress(&format!(
+        "event to insight: {FRESHNESS_SAMPLES} events, each timed until its insight is on the stream"
+    ));
+    let freshness =
+        freshness::measure(server.address(), &api_key, &admin, owner, FRESHNESS_SAMPLES).await?;
+    let mut read_figures = Vec::new();
+    for path in reads::READ_PATHS {
+        progress(&format!(
+            "reads: GET {path}, {READ_CONNECTIONS} connections, {} s",
+            plan.phase.as_secs()
+        ));
+        read_figures.push(
+            reads::measure(
+                server.address(),
+                &api_key,
+                path,
+                READ_CONNECTIONS,
+                plan.phase,
+                server.pid(),
+            )
+            .await?,
+        );
+    }
+    let server_memory = system::process_memory(server.pid());
     server.stop().await?;
 
     progress(&format!(
@@ -187,13 +233,17 @@ async fn measure(
     ));
     let key_figures = keys::measure(scratch, &plan.keys).await?;
 
-    Ok(Report::new(
-        plan.phase,
+    Ok(Report::new(Measured {
+        phase: plan.phase,
         postgres_version,
-        postgres_figures,
-        http_figures,
-        key_figures,
-    ))
+        postgres: postgres_figures,
+        http: http_figures,
+        load,
+        freshness,
+        reads: read_figures,
+        server_memory,
+        keys: key_figures,
+    }))
 }
 
 /// The partner whose events every phase writes, and the account its tenant requests act as.
@@ -218,6 +268,7 @@ async fn create_partner(store: &Store) -> anyhow::Result<(AuthUserId, Owner)> {
 async fn warm_up(server: &ServerProcess, api_key: &str) -> anyhow::Result<()> {
     let outcome = http::run(LoadSpec {
         address: server.address(),
+        method: Method::POST,
         path: "/v1/events",
         body: Bytes::from(workload::single_event_body()),
         events_per_request: 1,
@@ -379,6 +430,7 @@ mod tests {
 
         let spec = LoadSpec {
             address,
+            method: Method::POST,
             path: "/v1/events",
             body: Bytes::from(workload::single_event_body()),
             events_per_request: 1,

@@ -6,9 +6,14 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::HttpFigures;
+use super::freshness::FreshnessFigures;
 use super::keys::KeyFigures;
 use super::postgres::{PostgresFigures, Workload};
-use super::system;
+use super::reads::{LoadFigures, ReadFigures};
+use super::system::{self, ProcessMemory};
+
+/// The read target's partner size; smaller runs say so.
+const TARGET_READ_EVENTS: i64 = 1_000_000;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -16,8 +21,27 @@ pub struct Report {
     pub phase_seconds: u64,
     pub postgres: Vec<PostgresFigures>,
     pub http: Vec<HttpFigures>,
+    /// The events of the partner the reads and event-to-insight ran against.
+    pub read_partner: LoadFigures,
+    pub event_to_insight: FreshnessFigures,
+    pub reads: Vec<ReadFigures>,
+    /// The server's memory at the end: `peak_rss_mb` covers the whole run.
+    pub server_memory: Option<ProcessMemory>,
     pub keys: KeyFigures,
     pub targets: Vec<Target>,
+}
+
+/// Everything measured, before the targets are computed.
+pub struct Measured {
+    pub phase: Duration,
+    pub postgres_version: String,
+    pub postgres: Vec<PostgresFigures>,
+    pub http: Vec<HttpFigures>,
+    pub load: LoadFigures,
+    pub freshness: FreshnessFigures,
+    pub reads: Vec<ReadFigures>,
+    pub server_memory: Option<ProcessMemory>,
+    pub keys: KeyFigures,
 }
 
 #[derive(Debug, Serialize)]
@@ -39,24 +63,22 @@ pub struct Target {
 }
 
 impl Report {
-    pub fn new(
-        phase: Duration,
-        postgres_version: String,
-        postgres: Vec<PostgresFigures>,
-        http: Vec<HttpFigures>,
-        keys: KeyFigures,
-    ) -> Self {
+    pub fn new(measured: Measured) -> Self {
         let mut report = Self {
             machine: Machine {
                 cores: system::cores(),
                 memory_mb: system::memory_total_mb(),
-                postgres_version,
+                postgres_version: measured.postgres_version,
                 epai_version: env!("CARGO_PKG_VERSION"),
             },
-            phase_seconds: phase.as_secs(),
-            postgres,
-            http,
-            keys,
+            phase_seconds: measured.phase.as_secs(),
+            postgres: measured.postgres,
+            http: measured.http,
+            read_partner: measured.load,
+            event_to_insight: measured.freshness,
+            reads: measured.reads,
+            server_memory: measured.server_memory,
+            keys: measured.keys,
             targets: Vec::new(),
         };
         report.targets = report.compute_targets();
@@ -101,8 +123,19 @@ impl Report {
             self.http
                 .iter()
                 .filter_map(|f| f.server_memory.map(|m| m.peak_rss_mb))
+                .chain(self.server_memory.map(|m| m.peak_rss_mb))
                 .collect(),
         );
+        let read_p99 = |path: &str| {
+            self.reads
+                .iter()
+                .find(|f| f.path == path && f.requests > 0)
+                .map(|f| f.latency_ms.p99)
+        };
+        let insights_p99 = read_p99(super::reads::READ_PATHS[0]);
+        let usage_p99 = read_p99(super::reads::READ_PATHS[1]);
+        let freshness_p95 =
+            (self.event_to_insight.samples > 0).then_some(self.event_to_insight.latency_ms.p95);
         let single_32 = ratio(
             self.single_event_rate(32),
             self.postgres_rate(Workload::InsertPerTransaction, 32),
@@ -142,7 +175,28 @@ impl Report {
                 met: cached_p99.map(|p| p < 50.0),
             },
             Target {
-                name: "server peak RSS under ingest load",
+                name: "read p99, GET /v1/insights, 32 connections",
+                value: insights_p99,
+                unit: "ms",
+                goal: "< 10",
+                met: insights_p99.map(|p| p < 10.0),
+            },
+            Target {
+                name: "read p99, GET /v1/usage, 32 connections",
+                value: usage_p99,
+                unit: "ms",
+                goal: "< 10",
+                met: usage_p99.map(|p| p < 10.0),
+            },
+            Target {
+                name: "event to insight on the stream, p95",
+                value: freshness_p95,
+                unit: "ms",
+                goal: "< 2000",
+                met: freshness_p95.map(|p| p < 2000.0),
+            },
+            Target {
+                name: "server peak RSS (ingest, event to insight, reads)",
                 value: peak_rss,
                 unit: "MB",
                 goal: "< 150",
@@ -157,6 +211,8 @@ impl Report {
             .iter()
             .any(|f| f.errors > 0 || f.lost_events() > 0)
             || self.postgres.iter().any(|f| f.errors > 0)
+            || self.reads.iter().any(|f| f.errors > 0)
+            || self.event_to_insight.timeouts > 0
             || self.keys.failures > 0
     }
 
@@ -251,6 +307,8 @@ impl Report {
              cpu%: whole machine busy)"
         )?;
         writeln!(out)?;
+        self.write_reads(out)?;
+        writeln!(out)?;
         let k = &self.keys;
         writeln!(
             out,
@@ -285,6 +343,83 @@ impl Report {
                 out,
                 "  {:<76} {:>12}  goal {:<11} {}",
                 t.name, value, t.goal, verdict
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Report {
+    fn write_reads(&self, out: &mut String) -> std::fmt::Result {
+        let load = &self.read_partner;
+        writeln!(
+            out,
+            "Reads of one partner with {} events over {} days (loaded in {:.1} s, {:.0} rows/s){}",
+            load.events,
+            load.days,
+            load.seconds,
+            load.rows_per_second,
+            if load.events < TARGET_READ_EVENTS {
+                " — FEWER than the target's 1M (--quick or --read-events)"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(
+            out,
+            "  {:<28} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6} {:>7} {:>6} {:>6}",
+            "request",
+            "conns",
+            "req/s",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "errors",
+            "RSS MB",
+            "srv cpu",
+            "cpu%"
+        )?;
+        for f in &self.reads {
+            writeln!(
+                out,
+                "  {:<28} {:>5} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>6} {:>7} {:>6} {:>6}",
+                format!("GET {}", f.path),
+                f.connections,
+                f.requests_per_second,
+                f.latency_ms.p50,
+                f.latency_ms.p95,
+                f.latency_ms.p99,
+                f.latency_ms.p999,
+                f.errors,
+                f.server_memory
+                    .map_or("?".into(), |mem| format!("{:.0}", mem.rss_mb)),
+                f.cpu
+                    .and_then(|c| c.process_cores)
+                    .map_or("?".into(), |cores| format!("{cores:.2}")),
+                percent(f.cpu.map(|c| c.machine_busy_percent)),
+            )?;
+            if let Some(error) = &f.first_error {
+                writeln!(out, "  !!! first error: {error}")?;
+            }
+        }
+        let e = &self.event_to_insight;
+        writeln!(
+            out,
+            "Event to insight (POST /v1/events until the changed insight arrives on \
+             /v1/insights/stream; partner with {} events)",
+            e.partner_events
+        )?;
+        writeln!(
+            out,
+            "  p50 {:>8.1} ms   p95 {:>8.1} ms   max {:>8.1} ms   ({} samples, {} timed out)",
+            e.latency_ms.p50, e.latency_ms.p95, e.latency_ms.max, e.samples, e.timeouts
+        )?;
+        if let Some(memory) = self.server_memory {
+            writeln!(
+                out,
+                "Server memory: peak RSS {:.0} MB over the whole run, {:.0} MB at the end",
+                memory.peak_rss_mb, memory.rss_mb
             )?;
         }
         Ok(())
