@@ -39,7 +39,7 @@ pub struct IngestOptions {
 impl Default for IngestOptions {
     fn default() -> Self {
         Self {
-            writers: 4,
+            writers: 8,
             max_rows_per_commit: 5000,
             queue_capacity: 10_000,
             commit_timeout: Duration::from_secs(30),

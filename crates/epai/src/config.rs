@@ -198,6 +198,10 @@ pub struct ServeArgs {
     #[arg(long, env = "EPAI_INGEST_QUEUE", default_value_t = 10_000)]
     pub ingest_queue: usize,
 
+    /// Group commits in flight at once, each on its own database connection.
+    #[arg(long, env = "EPAI_INGEST_WRITERS", default_value_t = IngestOptions::default().writers)]
+    pub ingest_writers: usize,
+
     /// Seconds between partition maintenance passes (creating months ahead, dropping expired
     /// ones); 0 leaves it to `epai maintenance`.
     #[arg(
@@ -256,6 +260,7 @@ impl ServeArgs {
             trusted_proxies: self.trusted_proxies.clone(),
             ingest: IngestOptions {
                 queue_capacity: self.ingest_queue.max(1),
+                writers: self.ingest_writers.max(1),
                 // A writer waiting longer would be answering requests already abandoned.
                 commit_timeout: request_timeout,
                 ..defaults.ingest

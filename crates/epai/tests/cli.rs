@@ -31,6 +31,13 @@ fn epai() -> Command {
     ] {
         command.env_remove(var);
     }
+    // The default data directory (`.epai` in the working directory) and what a command keeps
+    // there (secrets, keys) stay out of the checkout; a test that needs its own directory names
+    // one.
+    let scratch =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("epai-cwd-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch directory");
+    command.current_dir(scratch);
     command.env("EPAI_LOG", "warn");
     command
 }
