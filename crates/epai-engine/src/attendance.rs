@@ -414,6 +414,48 @@ pub fn attendance_insight(
     })
 }
 
+/// The event a partner most often runs, on the first of its usual weekday after `after`: the
+/// most frequent venue, genre and weekday, the median price, budget and capacity. What the
+/// insight forecasts when no upcoming event has been announced.
+pub fn typical_next_event(
+    records: &[AttendanceRecord],
+    after: NaiveDate,
+) -> Option<AttendanceQuery> {
+    let weekday = most_frequent(
+        records
+            .iter()
+            .map(|r| r.event_date.weekday().num_days_from_monday()),
+    )?;
+    let event_date = (1..=7)
+        .map(|days| after + chrono::Days::new(days))
+        .find(|d| d.weekday().num_days_from_monday() == weekday)?;
+    let median_of = |value: fn(&AttendanceRecord) -> f64| {
+        series::median(&records.iter().map(value).collect::<Vec<_>>())
+    };
+    Some(AttendanceQuery {
+        venue: most_frequent(records.iter().map(|r| r.venue.clone()))?,
+        event_date,
+        genre: most_frequent(records.iter().map(|r| r.genre.clone()))?,
+        ticket_price: median_of(|r| r.ticket_price),
+        marketing_budget: median_of(|r| r.marketing_budget),
+        venue_capacity: median_of(|r| f64::from(r.capacity)).round() as u32,
+        lead_time_days: None,
+    })
+}
+
+/// The most frequent value, the smallest one on ties (so the choice is deterministic).
+fn most_frequent<T: Ord>(values: impl Iterator<Item = T>) -> Option<T> {
+    let mut counts: std::collections::BTreeMap<T, usize> = std::collections::BTreeMap::new();
+    for value in values {
+        *counts.entry(value).or_default() += 1;
+    }
+    let highest = counts.values().copied().max()?;
+    counts
+        .into_iter()
+        .find(|(_, count)| *count == highest)
+        .map(|(value, _)| value)
+}
+
 fn fill_rate(record: &AttendanceRecord) -> f64 {
     (f64::from(record.attendee_count) / f64::from(record.capacity)).min(1.0)
 }
@@ -645,6 +687,27 @@ mod tests {
         let thin = attendance_insight(&events(7, 3), &planned, generated_at()).unwrap();
         assert!(thin.confidence.value() <= 0.2);
         assert!(matches!(thin.details, InsightDetails::NotEnoughData(_)));
+    }
+
+    #[test]
+    fn the_typical_next_event_is_the_usual_one_on_its_usual_weekday() {
+        let mut records = events(9, 7);
+        for (i, record) in records.iter_mut().enumerate() {
+            // Saturdays in November 2026, one Tuesday.
+            let day = if i == 6 { 3 } else { 7 * (i as u32 % 4) + 7 };
+            record.event_date = NaiveDate::from_ymd_opt(2026, 11, day).unwrap();
+            record.genre = if i < 4 { "rock" } else { "jazz" }.to_owned();
+            record.capacity = 100 * (i as u32 + 1);
+        }
+        let wednesday = NaiveDate::from_ymd_opt(2026, 12, 2).unwrap();
+        let next = typical_next_event(&records, wednesday).unwrap();
+        assert_eq!(
+            next.event_date,
+            NaiveDate::from_ymd_opt(2026, 12, 5).unwrap()
+        );
+        assert_eq!(next.genre, "rock");
+        assert_eq!(next.venue_capacity, 400);
+        assert_eq!(typical_next_event(&[], wednesday), None);
     }
 
     #[test]

@@ -133,7 +133,7 @@ mod tests {
     fn not_enough_data_content_round_trips_through_json_with_low_confidence() {
         let generated_at = Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0).unwrap();
         let content = InsightContent::not_enough_data(
-            "volume_forecast",
+            "event_volume_forecast",
             "page_view",
             5,
             14,

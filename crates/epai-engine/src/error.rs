@@ -25,4 +25,10 @@ pub enum EngineError {
     SingularFit,
     #[error("training data needs both outcomes; all {count} examples are {outcome}")]
     SingleClass { count: usize, outcome: bool },
+    #[error("not a usable model: {0}")]
+    InvalidModel(String),
+    #[error("{message}")]
+    InvalidInput { message: String },
+    #[error("the model failed to run: {0}")]
+    Inference(String),
 }

@@ -33,7 +33,7 @@ use crate::series::{
     round_to, seasonal_naive, seasonal_naive_scale,
 };
 
-pub const MODEL_NAME: &str = "volume_forecast";
+pub const MODEL_NAME: &str = "event_volume_forecast";
 /// Two full weeks: one to initialise the weekly pattern, one to start learning the trend.
 pub const MIN_POINTS: usize = 2 * WEEK;
 /// A backtest needs a two-week training window and at least one week to score.

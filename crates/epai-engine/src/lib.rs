@@ -11,7 +11,9 @@
 //! - [`anomaly`]: spikes, drops and level shifts within one daily series;
 //! - [`risk`]: churn probability per entity from recency, frequency and trend;
 //! - [`attendance`]: expected attendees for a planned event (the original `/predict` model);
-//! - [`lead`]: conversion probability of a lead (the original `/predict` model).
+//! - [`lead`]: conversion probability of a lead (the original `/predict` model);
+//! - [`event_data`]: those models' inputs read from the `data` of stored events;
+//! - [`onnx`]: custom ONNX models registered by an operator, run with tract.
 //!
 //! Too little data never produces an invented trend: insight functions answer with
 //! "not enough data" content and a confidence of at most 0.2, while the lower-level functions
@@ -22,9 +24,11 @@ pub mod anomaly;
 pub mod attendance;
 pub mod content;
 pub mod error;
+pub mod event_data;
 pub mod forecast;
 pub mod lead;
 pub mod logistic;
+pub mod onnx;
 pub mod risk;
 pub mod series;
 

@@ -15,7 +15,7 @@ use crate::error::EngineError;
 use crate::logistic::{self, Evaluation, LogisticModel, holdout_split};
 use crate::series::round_to;
 
-pub const MODEL_NAME: &str = "churn_risk";
+pub const MODEL_NAME: &str = "entity_risk";
 const FREQUENCY_WINDOW_DAYS: u64 = 28;
 const TREND_WINDOW_DAYS: u64 = 14;
 /// Entities with a known outcome needed before the model is trained.

@@ -7,6 +7,7 @@
 mod accounts;
 mod auth;
 mod caller;
+mod custom_models;
 mod embed;
 mod error;
 mod extract;
@@ -130,6 +131,8 @@ pub struct SharedState {
     pub settings: Arc<ServerSettings>,
     /// Insight changes for live streams.
     pub insights: InsightFeed,
+    /// Custom ONNX models compiled by this replica.
+    pub custom_models: custom_models::CustomModelCache,
 }
 
 /// The background work behind a running server: group-commit writers, the activity writer,
@@ -193,6 +196,7 @@ pub fn start_with_limiter(
         jwt: Arc::new(jwt),
         settings,
         insights,
+        custom_models: custom_models::CustomModelCache::default(),
     }));
     let background = Background {
         ingest_writers,

@@ -7,7 +7,9 @@ use axum::response::{Html, IntoResponse};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{accounts, embed, error, health, ingest, keys, predict, reads, stream, webhooks};
+use crate::{
+    accounts, custom_models, embed, error, health, ingest, keys, predict, reads, stream, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -55,7 +57,14 @@ use crate::{accounts, embed, error, health, ingest, keys, predict, reads, stream
         keys::original_usage_stats,
         keys::original_partner_logs,
     ),
-    components(schemas(error::Problem, epai_domain::FieldError)),
+    components(schemas(
+        error::Problem,
+        epai_domain::FieldError,
+        predict::ForecastRequest,
+        predict::AttendanceForm,
+        predict::LeadForm,
+        custom_models::CustomModelRequest,
+    )),
     modifiers(&Credentials),
     tags(
         (name = "events", description = "Ingest and list events"),

@@ -8,8 +8,9 @@ use axum::http::StatusCode;
 use chrono::{DateTime, NaiveDate, Utc};
 use epai_engine::EngineError;
 use epai_engine::attendance::{AttendanceQuery, AttendanceRecord, train_attendance_model};
+use epai_engine::event_data::{EventData, attendance_record, lead_examples};
 use epai_engine::forecast::{Horizon, IntervalLevel, forecast_series};
-use epai_engine::lead::{LeadExample, LeadFeatures, train_lead_model};
+use epai_engine::lead::{LeadFeatures, train_lead_model};
 use epai_engine::series::DatedValue;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -19,6 +20,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::PartnerCaller;
 use crate::caller::AccountCaller;
+use crate::custom_models;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::extract::{ApiJson, parse_json};
 
@@ -40,12 +42,15 @@ pub struct SeriesPoint {
     value: f64,
 }
 
-/// `event_volume_forecast` input: a daily series to forecast.
+/// `event_volume_forecast` input: a daily series to forecast, or one of the partner's event
+/// types (its daily counts of the last 120 days). Exactly one of the two.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForecastRequest {
     /// Consecutive days, at least 14.
-    series: Vec<SeriesPoint>,
+    series: Option<Vec<SeriesPoint>>,
+    /// Forecast the partner's own daily count of this event type instead.
+    event_type: Option<String>,
     /// Days to forecast, 1 to 366 (default 14).
     horizon: Option<usize>,
     /// Interval levels in percent (default `[80, 95]`).
@@ -92,12 +97,20 @@ pub struct LeadForm {
 /// A prediction in the shape every path shares.
 pub(crate) struct Prediction {
     pub(crate) value: f64,
-    pub(crate) confidence: f64,
+    /// Earned from the model's own backtest; custom models report none.
+    pub(crate) confidence: Option<f64>,
     pub(crate) explanation: String,
-    details: Value,
+    pub(crate) details: Value,
 }
 
-async fn forecast(request: ForecastRequest) -> Result<Prediction, ApiError> {
+/// Days of the partner's own counts a forecast of one of its event types reads, as the worker.
+const OWN_HISTORY_DAYS: u32 = 120;
+
+async fn forecast(
+    state: &AppState,
+    caller: &AccountCaller,
+    request: ForecastRequest,
+) -> Result<Prediction, ApiError> {
     let horizon = Horizon::new(request.horizon.unwrap_or(14)).map_err(engine_error)?;
     let levels = match request.level {
         None => IntervalLevel::defaults(),
@@ -107,63 +120,55 @@ async fn forecast(request: ForecastRequest) -> Result<Prediction, ApiError> {
             .collect::<Result<_, _>>()
             .map_err(engine_error)?,
     };
-    let points: Vec<DatedValue> = request
-        .series
-        .into_iter()
-        .map(|p| DatedValue {
-            date: p.date,
-            value: p.value,
-        })
-        .collect();
+    let points: Vec<DatedValue> = match (request.series, request.event_type) {
+        (Some(series), None) => series
+            .into_iter()
+            .map(|p| DatedValue {
+                date: p.date,
+                value: p.value,
+            })
+            .collect(),
+        (None, Some(event_type)) => {
+            let today = Utc::now().date_naive();
+            let all = state
+                .store
+                .as_user(caller.user_id, async |t| {
+                    t.own_daily_counts(OWN_HISTORY_DAYS, today).await
+                })
+                .await?;
+            let series = all
+                .iter()
+                .find(|s| s.event_type == event_type)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        ErrorCode::InvalidRequest,
+                        format!("no events of this type in the last {OWN_HISTORY_DAYS} days"),
+                    )
+                })?;
+            let (first_day, values) = series.since_first_event();
+            values
+                .into_iter()
+                .enumerate()
+                .map(|(i, value)| DatedValue {
+                    date: epai_engine::series::date_at(first_day, i),
+                    value,
+                })
+                .collect()
+        }
+        _ => return Err(ApiError::invalid("give either series or event_type")),
+    };
     let forecast = forecast_series(&points, horizon, &levels).map_err(engine_error)?;
     let confidence = epai_engine::forecast::confidence_from_backtest(forecast.backtest.as_ref());
     Ok(Prediction {
         value: forecast.points.iter().map(|p| p.value).sum(),
-        confidence: confidence.value(),
+        confidence: Some(confidence.value()),
         explanation: format!(
             "{} days forecast from {} observed days",
             forecast.points.len(),
             points.len()
         ),
         details: serde_json::to_value(&forecast).unwrap_or(Value::Null),
-    })
-}
-
-fn number(data: &Value, keys: &[&str]) -> Option<f64> {
-    keys.iter()
-        .find_map(|k| data.get(*k))
-        .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
-        .filter(|v| v.is_finite())
-}
-
-fn text(data: &Value, keys: &[&str]) -> Option<String> {
-    keys.iter()
-        .find_map(|k| data.get(*k))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-}
-
-/// A past event from an `event_attendance` event, when it carries counts; other fields default
-/// (genre "unknown", price and budget 0, the event date from when it happened).
-fn attendance_record(occurred_at: DateTime<Utc>, data: &Value) -> Option<AttendanceRecord> {
-    let capacity = number(data, &["capacity", "venue_capacity"])?;
-    let attendees = number(data, &["attendee_count", "attendees"])?;
-    if capacity < 1.0 || attendees < 0.0 || capacity > f64::from(u32::MAX) {
-        return None;
-    }
-    Some(AttendanceRecord {
-        venue: text(data, &["venue_id", "venue"]).unwrap_or_else(|| "unknown".into()),
-        event_date: text(data, &["event_date"])
-            .and_then(|d| d.get(..10)?.parse().ok())
-            .unwrap_or_else(|| occurred_at.date_naive()),
-        genre: text(data, &["genre"]).unwrap_or_else(|| "unknown".into()),
-        ticket_price: number(data, &["ticket_price", "ticketPrice"]).unwrap_or(0.0),
-        marketing_budget: number(data, &["marketing_budget", "marketingBudget"]).unwrap_or(0.0),
-        capacity: capacity as u32,
-        attendee_count: attendees.min(capacity) as u32,
-        lead_time_days: number(data, &["lead_time_days"])
-            .filter(|d| *d >= 0.0)
-            .map(|d| d as u32),
     })
 }
 
@@ -180,8 +185,8 @@ pub(crate) async fn attendance(
         })
         .await?;
     let records: Vec<AttendanceRecord> = rows
-        .iter()
-        .filter_map(|(at, data)| attendance_record(*at, data))
+        .into_iter()
+        .filter_map(|(occurred_at, data)| attendance_record(&EventData { occurred_at, data }))
         .collect();
     let model = train_attendance_model(&records).map_err(|e| {
         ApiError::new(
@@ -203,27 +208,10 @@ pub(crate) async fn attendance(
         .map_err(engine_error)?;
     Ok(Prediction {
         value: prediction.prediction,
-        confidence: prediction.confidence.value(),
+        confidence: Some(prediction.confidence.value()),
         explanation: prediction.explanation.clone(),
         details: serde_json::to_value(&prediction).unwrap_or(Value::Null),
     })
-}
-
-fn lead_features(data: &Value) -> LeadFeatures {
-    let attributes = data.get("attributes").unwrap_or(&Value::Null);
-    let field = |keys: &[&str]| {
-        number(data, keys)
-            .or_else(|| number(attributes, keys))
-            .unwrap_or(0.0)
-    };
-    LeadFeatures {
-        engagement_score: field(&["engagementScore", "engagement_score"]),
-        previous_purchases: field(&["previousPurchases", "previous_purchases"]),
-        website_visits: field(&["websiteVisits", "website_visits"]),
-        email_opens: field(&["emailOpens", "email_opens"]),
-        social_media_engagement: field(&["socialMediaEngagement", "social_media_engagement"]),
-        age: number(data, &["age"]).or_else(|| number(attributes, &["age"])),
-    }
 }
 
 pub(crate) async fn lead(
@@ -241,33 +229,12 @@ pub(crate) async fn lead(
             ))
         })
         .await?;
-    // A lead converted when a later sale names it (by lead id or email).
-    let buyers: Vec<(DateTime<Utc>, Option<String>, Option<String>)> = sales
-        .iter()
-        .map(|(at, d)| {
-            (
-                *at,
-                text(d, &["userId", "leadId", "user_id"]),
-                text(d, &["email", "customerEmail"]),
-            )
-        })
-        .collect();
-    let examples: Vec<LeadExample> = leads
-        .iter()
-        .map(|(at, data)| {
-            let id = text(data, &["leadId", "lead_id", "userId"]);
-            let email = text(data, &["email"]);
-            let converted = buyers.iter().any(|(sold_at, buyer, buyer_email)| {
-                sold_at >= at
-                    && ((id.is_some() && buyer == &id)
-                        || (email.is_some() && buyer_email == &email))
-            });
-            LeadExample {
-                features: lead_features(data),
-                converted,
-            }
-        })
-        .collect();
+    let as_events = |rows: Vec<(DateTime<Utc>, Value)>| -> Vec<EventData> {
+        rows.into_iter()
+            .map(|(occurred_at, data)| EventData { occurred_at, data })
+            .collect()
+    };
+    let examples = lead_examples(&as_events(leads), &as_events(sales));
     let model = train_lead_model(&examples).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -287,18 +254,20 @@ pub(crate) async fn lead(
         .map_err(engine_error)?;
     Ok(Prediction {
         value: score.prediction,
-        confidence: score.confidence.value(),
+        confidence: Some(score.confidence.value()),
         explanation: score.explanation.clone(),
         details: serde_json::to_value(&score).unwrap_or(Value::Null),
     })
 }
 
-/// A prediction from a model: `event_volume_forecast` forecasts a supplied `series`;
+/// A prediction from a model: `event_volume_forecast` forecasts a supplied `series` or the
+/// partner's own daily counts of an `event_type`;
 /// `attendance_forecast` and `lead_scoring` learn from the partner's own events and answer the
-/// original `/predict` forms.
+/// original `/predict` forms; a custom ONNX model (`epai model register`) runs on `inputs`
+/// named as registered, and answers `confidence: null` and every output in `details.outputs`.
 #[utoipa::path(post, path = "/v1/models/{name}/predict", tag = "models",
-    params(("name" = String, Path, description = "event_volume_forecast, attendance_forecast or lead_scoring")),
-    request_body(content = Object, description = "ForecastRequest, AttendanceForm or LeadForm"),
+    params(("name" = String, Path, description = "event_volume_forecast, attendance_forecast, lead_scoring or a custom ONNX model's name")),
+    request_body(content = Object, description = "ForecastRequest, AttendanceForm, LeadForm or CustomModelRequest"),
     security(("apikey" = []), ("session" = [])),
     responses((status = 200, body = Object), (status = "4XX", body = Problem, content_type = "application/problem+json")))]
 pub async fn predict(
@@ -308,13 +277,23 @@ pub async fn predict(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let prediction = match name.as_str() {
-        "event_volume_forecast" => forecast(inputs(body)?).await?,
+        "event_volume_forecast" => forecast(&state, &caller, inputs(body)?).await?,
         "attendance_forecast" => attendance(&state, &caller, inputs(body)?).await?,
         "lead_scoring" => lead(&state, &caller, inputs(body)?).await?,
         _ => {
-            return Err(ApiError::not_found(
-                "no model with this name takes predictions",
-            ));
+            let record = state
+                .store
+                .as_user(caller.user_id, async |t| t.custom_model(&name).await)
+                .await?
+                .ok_or_else(|| ApiError::not_found("no model with this name takes predictions"))?;
+            custom_models::predict(
+                &state.custom_models,
+                &state.store,
+                caller.user_id,
+                &record,
+                inputs(body)?,
+            )
+            .await?
         }
     };
     Ok(Json(json!({

@@ -1,6 +1,6 @@
 //! What models read: one partner's events turned into features by SQL (daily counts per event
-//! type, per-entity recency and frequency), and what they write back: insights, one per
-//! (partner, model, subject), replaced in place by each run.
+//! type, per-entity daily activity, the data of the latest events of chosen types), and what
+//! they write back: insights, one per (partner, model, subject), replaced in place by each run.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use epai_domain::PartnerId;
@@ -10,24 +10,41 @@ use uuid::Uuid;
 use crate::error::StoreError;
 use crate::queries::named_query;
 use crate::service::ServiceRole;
+use crate::tenant::Tenant;
+use deadpool_postgres::Transaction;
 
 /// Which features a model needs, so a run loads nothing more.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeatureRequest {
     /// Days of daily counts per event type, ending with the day of `now` (UTC); 0 for none.
     pub daily_count_days: u32,
-    /// Entities to load recency and frequency for (most recently active first); 0 for none.
+    /// Entities to load daily activity for (most recently active first); 0 for none.
     pub max_entities: u32,
     /// Days of events the entity figures cover, ending at `now`.
     pub entity_days: u32,
+    /// Event types whose latest events' data to load.
+    pub event_types: &'static [&'static str],
+    /// How many of the latest events of each of `event_types` to load.
+    pub events_per_type: u32,
+}
+
+impl FeatureRequest {
+    /// Nothing at all; requests name what they need on top (`..FeatureRequest::NONE`).
+    pub const NONE: FeatureRequest = FeatureRequest {
+        daily_count_days: 0,
+        max_entities: 0,
+        entity_days: 0,
+        event_types: &[],
+        events_per_type: 0,
+    };
 }
 
 impl Default for FeatureRequest {
     fn default() -> Self {
         Self {
             daily_count_days: 90,
-            max_entities: 0,
             entity_days: 90,
+            ..Self::NONE
         }
     }
 }
@@ -40,23 +57,62 @@ pub struct DailySeries {
     pub counts: Vec<i64>,
 }
 
-/// How recently and how often one entity (a user id found in event data) was active.
+impl DailySeries {
+    /// The counts from the day of the type's first event on, with that day: the zero-filled
+    /// days before a partner sent any are not observations.
+    pub fn since_first_event(&self) -> (NaiveDate, Vec<f64>) {
+        let silent_days = self.counts.iter().take_while(|c| **c == 0).count();
+        let values = self.counts[silent_days..]
+            .iter()
+            .map(|c| *c as f64)
+            .collect();
+        (
+            self.first_day + chrono::Days::new(silent_days as u64),
+            values,
+        )
+    }
+}
+
+/// The days one entity (a user id found in event data) was active, oldest first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntityActivity {
     pub entity_id: String,
-    pub first_seen: DateTime<Utc>,
-    pub last_seen: DateTime<Utc>,
+    pub days: Vec<ActiveDay>,
+}
+
+/// A UTC day with `events` (at least one) of an entity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveDay {
+    pub day: NaiveDate,
     pub events: i64,
-    pub active_days: i64,
+}
+
+/// When an event happened and its `data`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventSample {
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    pub data: Value,
 }
 
 /// Everything a model may read about one partner, as of `as_of`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PartnerFeatures {
     pub partner_id: PartnerId,
     pub as_of: DateTime<Utc>,
     pub daily_counts: Vec<DailySeries>,
     pub entities: Vec<EntityActivity>,
+    /// Per requested type, oldest first.
+    pub events: Vec<EventSample>,
+}
+
+impl PartnerFeatures {
+    /// The loaded events of `event_type`, oldest first.
+    pub fn events_of<'a>(&'a self, event_type: &'a str) -> impl Iterator<Item = &'a EventSample> {
+        self.events
+            .iter()
+            .filter(move |e| e.event_type == event_type)
+    }
 }
 
 /// An insight a model computed. `subject` names what it is about (an event type, "all"), so the
@@ -69,6 +125,51 @@ pub struct NewInsight {
     pub metadata: Option<Value>,
 }
 
+/// `partner`'s daily counts per event type for the `days` days ending with `last_day`.
+async fn daily_counts(
+    tx: &Transaction<'_>,
+    partner: PartnerId,
+    days: u32,
+    last_day: NaiveDate,
+) -> Result<Vec<DailySeries>, StoreError> {
+    let count =
+        i32::try_from(days).map_err(|_| StoreError::Invalid("too many days of counts".into()))?;
+    let first_day = last_day - chrono::Days::new(u64::from(days.saturating_sub(1)));
+    let rows = tx
+        .query(
+            named_query!("features/daily_counts"),
+            &[&partner.as_uuid(), &first_day, &count],
+        )
+        .await?;
+    let mut series: Vec<DailySeries> = Vec::new();
+    for row in rows {
+        let event_type: String = row.get("event_type");
+        let events: i64 = row.get("events");
+        match series.last_mut() {
+            Some(last) if last.event_type == event_type => last.counts.push(events),
+            _ => series.push(DailySeries {
+                event_type,
+                first_day,
+                counts: vec![events],
+            }),
+        }
+    }
+    Ok(series)
+}
+
+impl Tenant<'_> {
+    /// The caller's own daily counts per event type for the `days` days ending with `last_day`,
+    /// as a worker's forecast reads them.
+    pub async fn own_daily_counts(
+        &self,
+        days: u32,
+        last_day: NaiveDate,
+    ) -> Result<Vec<DailySeries>, StoreError> {
+        let partner = self.partner().await?;
+        daily_counts(&self.tx, partner.id, days, last_day).await
+    }
+}
+
 impl ServiceRole<'_> {
     /// The features `request` names for `partner`, as of `now`.
     #[tracing::instrument(skip_all, fields(partner.id = %partner))]
@@ -78,33 +179,18 @@ impl ServiceRole<'_> {
         request: FeatureRequest,
         now: DateTime<Utc>,
     ) -> Result<PartnerFeatures, StoreError> {
-        let mut daily_counts: Vec<DailySeries> = Vec::new();
-        if request.daily_count_days > 0 {
-            let days = i32::try_from(request.daily_count_days)
-                .map_err(|_| StoreError::Invalid("too many days of counts".into()))?;
-            let first_day =
-                now.date_naive() - chrono::Days::new(u64::from(request.daily_count_days - 1));
-            let rows = self
-                .tx
-                .query(
-                    named_query!("features/daily_counts"),
-                    &[&partner.as_uuid(), &first_day, &days],
-                )
-                .await?;
-            for row in rows {
-                let event_type: String = row.get("event_type");
-                let count: i64 = row.get("events");
-                match daily_counts.last_mut() {
-                    Some(series) if series.event_type == event_type => series.counts.push(count),
-                    _ => daily_counts.push(DailySeries {
-                        event_type,
-                        first_day,
-                        counts: vec![count],
-                    }),
-                }
-            }
-        }
-        let mut entities = Vec::new();
+        let daily_counts = if request.daily_count_days > 0 {
+            daily_counts(
+                &self.tx,
+                partner,
+                request.daily_count_days,
+                now.date_naive(),
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+        let mut entities: Vec<EntityActivity> = Vec::new();
         if request.max_entities > 0 {
             let since = now - chrono::Duration::days(i64::from(request.entity_days));
             let rows = self
@@ -119,14 +205,42 @@ impl ServiceRole<'_> {
                     ],
                 )
                 .await?;
-            entities = rows
-                .iter()
-                .map(|row| EntityActivity {
-                    entity_id: row.get("entity_id"),
-                    first_seen: row.get("first_seen"),
-                    last_seen: row.get("last_seen"),
+            for row in rows {
+                let entity_id: String = row.get("entity_id");
+                let day = ActiveDay {
+                    day: row.get("day"),
                     events: row.get("events"),
-                    active_days: row.get("active_days"),
+                };
+                match entities.last_mut() {
+                    Some(entity) if entity.entity_id == entity_id => entity.days.push(day),
+                    _ => entities.push(EntityActivity {
+                        entity_id,
+                        days: vec![day],
+                    }),
+                }
+            }
+        }
+        let mut events = Vec::new();
+        if request.events_per_type > 0 && !request.event_types.is_empty() {
+            let types: Vec<&str> = request.event_types.to_vec();
+            let rows = self
+                .tx
+                .query(
+                    named_query!("features/event_data"),
+                    &[
+                        &partner.as_uuid(),
+                        &types,
+                        &i64::from(request.events_per_type),
+                        &now,
+                    ],
+                )
+                .await?;
+            events = rows
+                .iter()
+                .map(|row| EventSample {
+                    event_type: row.get("event_type"),
+                    occurred_at: row.get("occurred_at"),
+                    data: row.get("data"),
                 })
                 .collect();
         }
@@ -135,6 +249,7 @@ impl ServiceRole<'_> {
             as_of: now,
             daily_counts,
             entities,
+            events,
         })
     }
 

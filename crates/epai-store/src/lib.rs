@@ -18,6 +18,7 @@
 mod accounts;
 mod activity;
 mod connect;
+mod custom_models;
 pub mod embedded;
 mod error;
 mod features;
@@ -40,8 +41,12 @@ pub use accounts::{
 };
 pub use activity::{ActivityRecorder, LoggedBody, RequestLog, SecurityEvent};
 pub use connect::{DatabaseTarget, KeyPolicy, RecomputeOnIngest, Store, StoreOptions};
+pub use custom_models::{CustomModelRecord, NewCustomModel};
 pub use error::StoreError;
-pub use features::{DailySeries, EntityActivity, FeatureRequest, NewInsight, PartnerFeatures};
+pub use features::{
+    ActiveDay, DailySeries, EntityActivity, EventSample, FeatureRequest, NewInsight,
+    PartnerFeatures,
+};
 pub use ingest::{IngestOptions, IngestWriter};
 pub use migrate::{MigrationStatus, latest_migration_version, migrate, migrate_to};
 pub use partitions::{PARTITIONED_TABLES, PartitionAction, PartitionChange, RetentionPolicy};

@@ -7,7 +7,8 @@
 //!   `compute`; [`Models`] is the set a worker runs.
 //! - [`Worker::run_one`] processes at most one job at a given time, so tests drain the queue
 //!   step by step; [`Worker::run`] is the production loop around it.
-//! - [`VolumeForecast`] and [`AnomalyDetection`] run the engine's series models per event type.
+//! - [`VolumeForecast`] and [`AnomalyDetection`] run the engine's series models per event type;
+//!   [`EntityRisk`], [`AttendanceForecast`] and [`LeadScoring`] its per-partner models.
 //! - [`Scheduler`] queues recomputation for partners whose insights have gone stale and keeps
 //!   the queue tidy.
 
@@ -16,7 +17,9 @@ mod models;
 mod scheduler;
 mod worker;
 
-pub use engine_models::{AnomalyDetection, VolumeForecast};
+pub use engine_models::{
+    AnomalyDetection, AttendanceForecast, EntityRisk, LeadScoring, VolumeForecast,
+};
 pub use models::{InsightModel, ModelError, Models};
 pub use scheduler::{Scheduler, SchedulerOptions, SchedulerTick};
 pub use worker::{Outcome, Worker, WorkerOptions, wake_on_new_jobs};

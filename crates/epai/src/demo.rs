@@ -1,5 +1,5 @@
-//! `epai demo`: a partner with six weeks of events shaped like a real product's traffic, so
-//! every screen and model has something to show.
+//! `epai demo`: a partner with eight weeks of events shaped like a real product's traffic, so
+//! every screen and every built-in model has something to show.
 
 use chrono::{DateTime, Duration, Utc};
 use epai_domain::{Email, PartnerId, PartnerName, Password};
@@ -9,9 +9,9 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use uuid::Uuid;
 
-pub const DAYS: i64 = 42;
+pub const DAYS: i64 = 56;
 const DEMO_EMAIL: &str = "demo@epai.local";
-const USERS: usize = 60;
+const USERS: usize = 120;
 
 pub struct Loaded {
     pub partner: PartnerRecord,
@@ -81,9 +81,10 @@ pub async fn load(store: &Store) -> anyhow::Result<Loaded> {
     })
 }
 
-/// Six weeks of traffic ending at `now`: page views with a weekly rhythm and a slow upward
-/// trend, engagement by a population of users some of whom drift away, concerts with capacity
-/// and attendance, leads of whom some later buy.
+/// Eight weeks of traffic ending at `now`: page views with a weekly rhythm and a slow upward
+/// trend, engagement by a population of users a quarter of whom drift away, weekend concerts
+/// with capacity and attendance and two announced for the coming days, leads of whom the more
+/// engaged more often buy.
 pub fn generate(partner: PartnerId, now: DateTime<Utc>, seed: u64) -> Vec<NewEvent> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut events = Vec::new();
@@ -173,6 +174,7 @@ pub fn generate(partner: PartnerId, now: DateTime<Utc>, seed: u64) -> Vec<NewEve
             lead_id += 1;
             let at = date + Duration::seconds(rng.random_range(0..86_400));
             let engaged: f64 = rng.random_range(0.0..1.0);
+            let count = |rng: &mut StdRng, mean: f64| (mean * rng.random_range(0.5..1.5)).round();
             events.push(event(
                 partner,
                 "lead",
@@ -181,11 +183,16 @@ pub fn generate(partner: PartnerId, now: DateTime<Utc>, seed: u64) -> Vec<NewEve
                     "email": format!("lead{lead_id}@customer.example"),
                     "name": format!("Lead {lead_id}"),
                     "source": pick(&mut rng, &["webinar", "newsletter", "ads"]),
+                    "age": rng.random_range(19..70),
                     "attributes": {
                         "industry": pick(&mut rng, &["music", "hospitality", "education"]),
                         "company_size": rng.random_range(1..500),
                         "budget": rng.random_range(500..20_000),
                         "engagement_score": (engaged * 100.0).round(),
+                        "website_visits": count(&mut rng, 2.0 + 10.0 * engaged),
+                        "email_opens": count(&mut rng, 1.0 + 6.0 * engaged),
+                        "previous_purchases": count(&mut rng, 2.0 * engaged),
+                        "social_media_engagement": count(&mut rng, 3.0),
                     },
                 }),
                 at,
@@ -206,6 +213,25 @@ pub fn generate(partner: PartnerId, now: DateTime<Utc>, seed: u64) -> Vec<NewEve
                 ));
             }
         }
+    }
+    // The next two concerts are on sale: what the attendance forecast is about.
+    for (days_ahead, genre, capacity) in [(4, "jazz", 500), (9, "rock", 1200)] {
+        let date = now + Duration::days(days_ahead);
+        events.push(event(
+            partner,
+            "event_attendance",
+            json!({
+                "event_id": format!("evt-next-{days_ahead}"),
+                "venue_id": "harbour-hall",
+                "capacity": capacity,
+                "event_date": date.date_naive().to_string(),
+                "genre": genre,
+                "ticket_price": 45,
+                "marketing_budget": 1800,
+                "lead_time_days": 30,
+            }),
+            now - Duration::days(2),
+        ));
     }
     events.retain(|e| e.occurred_at <= now);
     events
@@ -232,4 +258,100 @@ fn event(
 
 fn pick<'a>(rng: &mut StdRng, choices: &[&'a str]) -> &'a str {
     choices[rng.random_range(0..choices.len())]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use epai_store::RecomputeOnIngest;
+    use epai_store::testing::TestDatabase;
+    use epai_worker::{Outcome, Worker, WorkerOptions};
+    use serde_json::Value;
+
+    #[tokio::test]
+    async fn after_the_demo_every_catalogue_model_has_a_meaningful_insight() {
+        let db = TestDatabase::migrated().await;
+        let models = crate::workers::models();
+        let store = db.store().recomputing_on_ingest(RecomputeOnIngest {
+            models: models.names(),
+            debounce: Duration::ZERO,
+        });
+        let loaded = super::load(&store).await.unwrap();
+        assert!(loaded.created);
+
+        let worker = Worker::new(
+            store,
+            models,
+            WorkerOptions {
+                visibility: Duration::from_secs(300),
+                idle_poll: Duration::from_secs(1),
+            },
+        );
+        let later = chrono::Utc::now() + chrono::Duration::seconds(5);
+        let mut runs = 0;
+        loop {
+            match worker.run_one(later).await.unwrap() {
+                Outcome::Done => runs += 1,
+                Outcome::Empty => break,
+                Outcome::Failed => panic!("a demo job failed"),
+            }
+        }
+        let admin = db.admin().await;
+        let catalogue: Vec<String> = admin
+            .query(
+                "SELECT name FROM models WHERE metadata->>'trigger' = 'events' ORDER BY name",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(runs, catalogue.len(), "one recomputation per model");
+        let mut insights: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for row in admin
+            .query(
+                "SELECT m.name, i.content FROM insights i JOIN models m ON m.id = i.model_id
+                 WHERE i.partner_id = $1",
+                &[&loaded.partner.id.as_uuid()],
+            )
+            .await
+            .unwrap()
+        {
+            insights.entry(row.get(0)).or_default().push(row.get(1));
+        }
+        for name in &catalogue {
+            let contents = insights
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} wrote no insight: {insights:?}"));
+            for content in contents {
+                assert_eq!(
+                    &content["model"], name,
+                    "content.model is the catalogue name"
+                );
+                assert_ne!(
+                    content["details"]["kind"], "not_enough_data",
+                    "{name} has too little demo data: {content}"
+                );
+            }
+            let best = contents
+                .iter()
+                .filter_map(|c| c["confidence"].as_f64())
+                .fold(0.0, f64::max);
+            assert!(best > 0.3, "{name} earned at most {best}: {contents:?}");
+        }
+        let churn = &insights["entity_risk"][0];
+        assert!(churn["details"]["at_risk"].as_u64().unwrap() > 0, "{churn}");
+        let attendance = &insights["attendance_forecast"][0];
+        assert_eq!(attendance["title"], "Attendance Forecast");
+        assert_eq!(
+            attendance["details"]["query"]["event_date"],
+            (chrono::Utc::now() + chrono::Duration::days(4))
+                .date_naive()
+                .to_string(),
+            "the next announced concert: {attendance}"
+        );
+    }
 }

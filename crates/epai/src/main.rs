@@ -9,6 +9,7 @@ mod database;
 mod demo;
 mod jwt_secret;
 mod maintenance;
+mod models;
 mod secret_file;
 mod webhooks;
 mod workers;
@@ -56,7 +57,10 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Load a demo partner with six weeks of realistic events, and print its API key.
+    /// Register and list custom ONNX models.
+    #[command(subcommand)]
+    Model(models::ModelCommand),
+    /// Load a demo partner with eight weeks of realistic events, and print its API key.
     Demo,
     /// Measure ingest and key verification against PostgreSQL's own ceiling, in a scratch database.
     Bench(bench::BenchArgs),
@@ -156,6 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => workers::run(&global, &args).await,
         Command::Bench(args) => bench::run(&global, args).await,
         Command::Maintenance(args) => maintenance::run(&global, &args).await,
+        Command::Model(command) => models::run(&global, command).await,
         Command::Migrate => {
             let db = database::open(&global, database::Ownership::Shared).await?;
             let applied = db.migrate().await?;

@@ -36,12 +36,15 @@ pub struct InsightArgs {
     pub webhooks: crate::webhooks::WebhookArgs,
 }
 
-/// The models this binary runs on the queue, by name. (Attendance and lead scoring answer
-/// `predict` requests directly.)
+/// The models this binary runs on the queue, by name: every built-in model of the catalogue.
+/// (Custom ONNX models only answer `predict` requests.)
 pub fn models() -> Models {
     Models::new()
         .with(epai_worker::VolumeForecast)
         .with(epai_worker::AnomalyDetection)
+        .with(epai_worker::EntityRisk)
+        .with(epai_worker::AttendanceForecast)
+        .with(epai_worker::LeadScoring)
 }
 
 impl InsightArgs {

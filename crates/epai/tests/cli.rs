@@ -80,6 +80,9 @@ fn version_and_help_for_every_command() {
         vec!["bench", "--help"],
         vec!["worker", "--help"],
         vec!["maintenance", "--help"],
+        vec!["model", "--help"],
+        vec!["model", "register", "--help"],
+        vec!["model", "list", "--help"],
     ] {
         let help = stdout(&run(epai().args(&args)));
         assert!(help.contains("Usage: epai"), "{args:?}: {help}");
@@ -291,6 +294,83 @@ async fn demo_loads_weeks_of_varied_events_once() {
         .unwrap()
         .get(0);
     assert_eq!(again, events, "a second demo run adds nothing");
+}
+
+#[tokio::test]
+async fn model_register_checks_the_onnx_file_and_model_list_shows_every_version() {
+    let db = TestDatabase::migrated().await;
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../epai-engine/tests/fixtures/churn_score.onnx"
+    );
+    let register = |name: &str, inputs: &str| {
+        run(epai().env("DATABASE_URL", db.url()).args([
+            "model",
+            "register",
+            "--name",
+            name,
+            "--file",
+            fixture,
+            "--inputs",
+            inputs,
+            "--description",
+            "Churn probability",
+            "--json",
+        ]))
+    };
+    let first = json(&register("churn_score", "recency_days,orders,spend"));
+    assert_eq!(first[0]["version"], 1);
+    assert_eq!(
+        first[0]["inputs"],
+        serde_json::json!(["recency_days", "orders", "spend"])
+    );
+    let second = json(&register("churn_score", "recency_days,orders,spend"));
+    assert_eq!(second[0]["version"], 2);
+
+    for (name, inputs, complaint) in [
+        (
+            "churn_score",
+            "recency_days,orders",
+            "does not take 2 features",
+        ),
+        ("lead_scoring", "a,b,c", "built-in model"),
+        ("two words", "a,b,c", "--name"),
+        ("dupes", "a,a,b", "twice"),
+    ] {
+        let refused = register(name, inputs);
+        assert!(!refused.status.success(), "{name} {inputs}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(complaint), "{name} {inputs}: {stderr}");
+    }
+    let not_onnx = run(epai().env("DATABASE_URL", db.url()).args([
+        "model",
+        "register",
+        "--name",
+        "junk",
+        "--file",
+        env!("CARGO_MANIFEST_DIR"),
+        "--inputs",
+        "a",
+    ]));
+    assert!(!not_onnx.status.success());
+
+    let listed = json(&run(epai()
+        .env("DATABASE_URL", db.url())
+        .args(["model", "list", "--json"])));
+    let names: Vec<(&str, i64)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["version"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(names, [("churn_score", 2)]);
+    let text = stdout(&run(epai()
+        .env("DATABASE_URL", db.url())
+        .args(["model", "list"])));
+    assert!(
+        text.contains("churn_score v2  inputs recency_days,orders,spend"),
+        "{text}"
+    );
 }
 
 /// `epai serve` in `dir` on a free port; returns the child and its base URL once it listens.

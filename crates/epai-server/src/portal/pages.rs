@@ -457,7 +457,9 @@ async fn models_page(
                                 section.result aria-live="polite" {
                                     h3 { "Prediction" }
                                     p { strong.prediction { (format!("{:.2}", prediction.value)) }
-                                        " (confidence " (format!("{:.0}%", prediction.confidence * 100.0)) ")" }
+                                        @if let Some(confidence) = prediction.confidence {
+                                            " (confidence " (format!("{:.0}%", confidence * 100.0)) ")"
+                                        } }
                                     p { (prediction.explanation) }
                                 }
                             }
@@ -744,7 +746,7 @@ pub(crate) async fn guide(member: Member, headers: HeaderMap) -> Response {
         "curl -X POST {base}/v1/embed-tokens \\\n  -H \"apikey: $EPAI_API_KEY\" \\\n  -H \"Content-Type: application/json\" \\\n  -d '{{\"origin\": \"https://your-site.example\", \"ttl_seconds\": 600}}'"
     );
     let widget = format!(
-        "<script src=\"{base}/sdk/v1/epai.js\" defer></script>\n<epai-insight model=\"volume_forecast\" token=\"EMBED_TOKEN_FROM_YOUR_BACKEND\"\n  token-url=\"/your-backend/epai-embed-token\" show-confidence show-title></epai-insight>"
+        "<script src=\"{base}/sdk/v1/epai.js\" defer></script>\n<epai-insight model=\"event_volume_forecast\" token=\"EMBED_TOKEN_FROM_YOUR_BACKEND\"\n  token-url=\"/your-backend/epai-embed-token\" show-confidence show-title></epai-insight>"
     );
     let verify_js = "const crypto = require(\"node:crypto\");\n\n// body: the raw request body as a string; secret: whsec_... from the webhook page\nfunction verifyWebhook(secret, headers, body, toleranceSeconds = 300) {\n  const id = headers[\"webhook-id\"], timestamp = headers[\"webhook-timestamp\"];\n  if (Math.abs(Date.now() / 1000 - Number(timestamp)) > toleranceSeconds) return false;\n  const key = Buffer.from(secret.slice(\"whsec_\".length), \"base64\");\n  const expected = crypto.createHmac(\"sha256\", key).update(`${id}.${timestamp}.${body}`).digest();\n  return headers[\"webhook-signature\"].split(\" \").some((signature) => {\n    const [version, value = \"\"] = signature.split(\",\");\n    const given = Buffer.from(value, \"base64\");\n    return version === \"v1\" && given.length === expected.length && crypto.timingSafeEqual(given, expected);\n  });\n}";
     let verify_python = "import base64, hashlib, hmac, time\n\n# body: the raw request body as bytes; secret: whsec_... from the webhook page\ndef verify_webhook(secret, headers, body, tolerance_seconds=300):\n    msg_id, timestamp = headers[\"webhook-id\"], headers[\"webhook-timestamp\"]\n    if abs(time.time() - int(timestamp)) > tolerance_seconds:\n        return False\n    key = base64.b64decode(secret.removeprefix(\"whsec_\"))\n    signed = f\"{msg_id}.{timestamp}.\".encode() + body\n    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()\n    return any(hmac.compare_digest(expected, signature[3:])\n               for signature in headers[\"webhook-signature\"].split() if signature.startswith(\"v1,\"))";

@@ -153,3 +153,186 @@ async fn attendance_and_leads_are_learned_from_the_partners_events() {
         .await;
     problem(unknown, 400, "validation/invalid-request").await;
 }
+
+#[tokio::test]
+async fn the_partners_own_daily_counts_of_an_event_type_are_forecast() {
+    let app = TestApp::spawn().await;
+    let acme = app.partner("Acme").await;
+    let today = chrono::Utc::now().date_naive();
+    let events: Vec<Value> = (1..=35u64)
+        .flat_map(|days_ago| {
+            let day = today - chrono::Days::new(days_ago);
+            (0..(3 + days_ago % 7)).map(move |n| {
+                json!({"event_type": "signup", "data": {"n": n},
+                       "timestamp": format!("{day}T12:00:00Z")})
+            })
+        })
+        .collect();
+    let stored = app
+        .post_json("/v1/events/batch", &acme.key, &json!({"events": events}))
+        .await;
+    assert_eq!(stored.status(), 202);
+    let path = "/v1/models/event_volume_forecast/predict";
+    let response = app
+        .post_json(
+            path,
+            &acme.key,
+            &json!({"event_type": "signup", "horizon": 7}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let points = body["details"]["points"].as_array().unwrap();
+    assert_eq!(points.len(), 7);
+    assert_eq!(
+        points[0]["date"],
+        (today + chrono::Days::new(1)).to_string()
+    );
+
+    let unknown = app
+        .post_json(path, &acme.key, &json!({"event_type": "refund"}))
+        .await;
+    problem(unknown, 422, "validation/invalid-request").await;
+    let both = app
+        .post_json(
+            path,
+            &acme.key,
+            &json!({"event_type": "signup", "series": []}),
+        )
+        .await;
+    problem(both, 400, "validation/invalid-request").await;
+}
+
+const CHURN_SCORE: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../epai-engine/tests/fixtures/churn_score.onnx"
+));
+
+/// What the fixture computes (scripts/make-test-onnx.py).
+fn churn_score(recency_days: f64, orders: f64, spend: f64) -> f64 {
+    1.0 / (1.0 + (-(0.05 * recency_days - 0.4 * orders - 0.01 * spend + 0.5)).exp())
+}
+
+async fn register(
+    app: &TestApp,
+    name: &str,
+    inputs: &[&str],
+) -> Result<epai_store::CustomModelRecord, epai_store::StoreError> {
+    use sha2::Digest;
+    let model = epai_store::NewCustomModel {
+        name: name.to_owned(),
+        description: Some("Churn probability".to_owned()),
+        inputs: inputs.iter().map(|i| (*i).to_owned()).collect(),
+        onnx: CHURN_SCORE.to_vec(),
+        sha256: sha2::Sha256::digest(CHURN_SCORE)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        metadata: json!({"kind": "onnx", "trigger": "predict",
+                         "inputs": inputs.iter().map(|i| (*i, "number")).collect::<std::collections::BTreeMap<_, _>>()}),
+    };
+    app.db
+        .store()
+        .as_service_role(async |s| s.register_custom_model(&model, chrono::Utc::now()).await)
+        .await
+}
+
+#[tokio::test]
+async fn a_registered_onnx_model_predicts_from_its_declared_inputs() {
+    let app = TestApp::spawn().await;
+    let acme = app.partner("Acme").await;
+    let path = "/v1/models/churn_score/predict";
+    let inputs = json!({"inputs": {"recency_days": 30, "orders": 2, "spend": 40.5}});
+    problem(
+        app.post_json(path, &acme.key, &inputs).await,
+        404,
+        "not-found",
+    )
+    .await;
+
+    let registered = register(&app, "churn_score", &["recency_days", "orders", "spend"])
+        .await
+        .unwrap();
+    assert_eq!(registered.version, 1);
+    let models: Value = app
+        .get_with_key("/v1/models", &acme.key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "churn_score")
+        .unwrap_or_else(|| panic!("not in the catalogue: {models}"));
+    assert_eq!(listed["metadata"]["kind"], "onnx");
+
+    for _ in 0..2 {
+        let response = app.post_json(path, &acme.key, &inputs).await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        let expected = churn_score(30.0, 2.0, 40.5);
+        assert!(
+            (body["prediction"].as_f64().unwrap() - expected).abs() < 1e-5,
+            "{body} vs {expected}"
+        );
+        assert_eq!(body["confidence"], Value::Null);
+        assert_eq!(body["details"]["version"], 1);
+        assert_eq!(
+            body["details"]["outputs"]["churn"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    for bad in [
+        json!({"inputs": {"recency_days": 30, "orders": 2}}),
+        json!({"inputs": {"recency_days": 30, "orders": 2, "spend": 1, "age": 40}}),
+        json!({"inputs": {"recency_days": "soon", "orders": 2, "spend": 1}}),
+        json!({"inputs": [30, 2, 1]}),
+        json!({"recency_days": 30, "orders": 2, "spend": 1}),
+    ] {
+        problem(
+            app.post_json(path, &acme.key, &bad).await,
+            400,
+            "validation/invalid-request",
+        )
+        .await;
+    }
+
+    // A new registration under the same name replaces the cached model at once.
+    let renamed = register(
+        &app,
+        "churn_score",
+        &["days_since_visit", "orders", "spend"],
+    )
+    .await
+    .unwrap();
+    assert_eq!(renamed.version, 2);
+    problem(
+        app.post_json(path, &acme.key, &inputs).await,
+        400,
+        "validation/invalid-request",
+    )
+    .await;
+    let response = app
+        .post_json(
+            path,
+            &acme.key,
+            &json!({"inputs": {"days_since_visit": 0, "orders": 0, "spend": 0}}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["details"]["version"], 2);
+    assert!((body["prediction"].as_f64().unwrap() - churn_score(0.0, 0.0, 0.0)).abs() < 1e-5);
+
+    let builtin = register(&app, "lead_scoring", &["a", "b", "c"]).await;
+    assert!(
+        matches!(builtin, Err(epai_store::StoreError::Conflict(_))),
+        "{builtin:?}"
+    );
+}

@@ -53,8 +53,7 @@ async fn daily_counts_are_per_type_and_day_with_empty_days_as_zero() {
         .unwrap();
     let request = FeatureRequest {
         daily_count_days: 4,
-        max_entities: 0,
-        entity_days: 0,
+        ..FeatureRequest::NONE
     };
     let features = store
         .as_service_role(async |s| s.partner_features(acme, request, at(20, 12)).await)
@@ -93,21 +92,82 @@ async fn entities_are_found_under_any_of_the_usual_id_keys() {
         .await
         .unwrap();
     let request = FeatureRequest {
-        daily_count_days: 0,
         max_entities: 10,
         entity_days: 30,
+        ..FeatureRequest::NONE
     };
     let features = store
         .as_service_role(async |s| s.partner_features(acme, request, at(10, 0)).await)
         .await
         .unwrap();
     assert!(features.daily_counts.is_empty(), "not requested");
-    let entities: Vec<(&str, i64, i64, DateTime<Utc>)> = features
+    let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+    let entities: Vec<(&str, Vec<(NaiveDate, i64)>)> = features
         .entities
         .iter()
-        .map(|e| (e.entity_id.as_str(), e.events, e.active_days, e.last_seen))
+        .map(|e| {
+            let days = e.days.iter().map(|d| (d.day, d.events)).collect();
+            (e.entity_id.as_str(), days)
+        })
         .collect();
-    assert_eq!(entities, [("u1", 3, 2, at(5, 10)), ("e2", 1, 1, at(3, 9))]);
+    assert_eq!(
+        entities,
+        [
+            ("u1", vec![(day(1), 1), (day(5), 2)]),
+            ("e2", vec![(day(3), 1)])
+        ],
+        "most recently active first, each entity's days oldest first"
+    );
+}
+
+#[tokio::test]
+async fn the_latest_events_of_each_requested_type_are_loaded_oldest_first() {
+    let db = TestDatabase::migrated().await;
+    let admin = db.admin().await;
+    let acme = insert_partner(&admin, "acme").await.partner;
+    let other = insert_partner(&admin, "other").await.partner;
+    let mut events: Vec<NewEvent> = (1..=5)
+        .map(|d| event(acme, "lead", at(d, 9), json!({"leadId": format!("l{d}")})))
+        .collect();
+    events.push(event(
+        acme,
+        "sales_transaction",
+        at(4, 9),
+        json!({"userId": "l1"}),
+    ));
+    events.push(event(acme, "page_view", at(4, 9), json!({})));
+    events.push(event(acme, "lead", at(12, 9), json!({"leadId": "future"})));
+    events.push(event(other, "lead", at(5, 10), json!({"leadId": "theirs"})));
+    let store = db.store();
+    store
+        .as_service_role(async |s| s.insert_events(&events).await)
+        .await
+        .unwrap();
+    let request = FeatureRequest {
+        event_types: &["lead", "sales_transaction"],
+        events_per_type: 3,
+        ..FeatureRequest::NONE
+    };
+    let features = store
+        .as_service_role(async |s| s.partner_features(acme, request, at(10, 0)).await)
+        .await
+        .unwrap();
+    let leads: Vec<&str> = features
+        .events_of("lead")
+        .map(|e| e.data["leadId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        leads,
+        ["l3", "l4", "l5"],
+        "the latest three, none after now"
+    );
+    let sales: Vec<DateTime<Utc>> = features
+        .events_of("sales_transaction")
+        .map(|e| e.occurred_at)
+        .collect();
+    assert_eq!(sales, [at(4, 9)]);
+    assert_eq!(features.events_of("page_view").count(), 0, "not requested");
+    assert!(features.daily_counts.is_empty() && features.entities.is_empty());
 }
 
 #[tokio::test]

@@ -5,8 +5,10 @@
 //! serve` runs as a child process and a load generator sends it the same events over HTTP; then
 //! one partner gets a million events (a quarter of them with `--quick`) and the server is timed
 //! turning a new event into an insight on its live stream and answering reads for that partner;
-//! finally key verification is timed against many stored keys.
+//! finally key verification is timed against many stored keys. `--forecast` instead times a
+//! partner's volume forecast over a million events (`forecast`).
 
+mod forecast;
 mod freshness;
 mod http;
 mod keys;
@@ -62,6 +64,18 @@ pub struct BenchArgs {
     /// Also write every figure to this file as JSON.
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
+    /// Only time the event volume forecast of one partner with many events (feature
+    /// extraction in SQL plus the forecasts), instead of ingest and key verification.
+    #[arg(long)]
+    forecast: bool,
+    /// Events the `--forecast` partner has.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1_000_000,
+        requires = "forecast"
+    )]
+    forecast_events: u64,
 }
 
 /// How long and how large each phase is.
@@ -97,6 +111,19 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     let server_url = global.database_url.as_deref().unwrap_or(DEFAULT_SERVER);
     let scratch = ScratchDatabase::create(server_url).await?;
     progress(&format!("benchmark database {} created", scratch.name()));
+    if args.forecast {
+        let measured = tokio::select! {
+            measured = measure_forecast(&scratch, args.forecast_events) => measured,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        };
+        let name = scratch.name().to_owned();
+        let dropped = scratch.drop_database().await;
+        let figures = measured?;
+        dropped?;
+        progress(&format!("benchmark database {name} dropped"));
+        print!("{}", figures.table());
+        return write_json(args.json.as_deref(), &figures);
+    }
     let plan = Plan::new(&args);
     // Dropping the measurement on Ctrl-C kills its child processes (kill_on_drop).
     let measured = tokio::select! {
@@ -109,11 +136,7 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
     dropped?;
     progress(&format!("benchmark database {name} dropped"));
     print!("{}", report.table());
-    if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, json + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    write_json(args.json.as_deref(), &report)?;
     if report.has_failures() {
         anyhow::bail!("the benchmark saw errors or lost rows; its figures are not trustworthy");
     }
@@ -122,6 +145,27 @@ pub async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<()> {
 
 fn progress(message: &str) {
     eprintln!("bench: {message}");
+}
+
+fn write_json(path: Option<&std::path::Path>, figures: &impl Serialize) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        let json = serde_json::to_string_pretty(figures)?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+async fn measure_forecast(
+    scratch: &ScratchDatabase,
+    events: u64,
+) -> anyhow::Result<forecast::ForecastFigures> {
+    let store = Store::connect(scratch.target(), &StoreOptions::default())?;
+    let (_, owner) = create_partner(&store).await?;
+    progress(&format!(
+        "loading {events} events for one partner, then timing its forecast"
+    ));
+    forecast::measure(scratch, &store, owner.partner_id, events).await
 }
 
 async fn measure(
