@@ -124,7 +124,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// serde quotes offending strings (`invalid type: string "hunter2", expected ...`); keep the
 /// explanation, drop the value.
-pub(crate) fn describe_without_values(message: &str) -> String {
+pub fn describe_without_values(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(start) = rest.find("string \"") {
@@ -155,11 +155,12 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        serde_urlencoded_from_str(query).map(ApiQuery)
+        parse_query(query).map(ApiQuery)
     }
 }
 
-fn serde_urlencoded_from_str<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+/// Query parameters as [`ApiQuery`] reads them.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     axum::extract::Query::<T>::try_from_uri(
         &format!("/?{query}")
             .parse()

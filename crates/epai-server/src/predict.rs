@@ -90,14 +90,15 @@ pub struct LeadForm {
 }
 
 /// A prediction in the shape every path shares.
-pub(crate) struct Prediction {
-    pub(crate) value: f64,
-    pub(crate) confidence: f64,
+pub struct Prediction {
+    pub value: f64,
+    pub confidence: f64,
     pub(crate) explanation: String,
     details: Value,
 }
 
-async fn forecast(request: ForecastRequest) -> Result<Prediction, ApiError> {
+/// The prediction `event_volume_forecast` answers for a supplied series.
+pub async fn forecast(request: ForecastRequest) -> Result<Prediction, ApiError> {
     let horizon = Horizon::new(request.horizon.unwrap_or(14)).map_err(engine_error)?;
     let levels = match request.level {
         None => IntervalLevel::defaults(),

@@ -18,15 +18,29 @@ fn is_secret_field(name: &str) -> bool {
         "cookie",
         "refresh",
         "credential",
+        "csrf",
     ]
     .iter()
     .any(|needle| name.contains(needle))
 }
 
+/// Whether free text names a secret field anywhere (`"password": ...` in JSON that does not
+/// parse), so the value next to it cannot be told apart and the whole text is withheld.
+fn mentions_secret_field(text: &str) -> bool {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+        .any(|word| !word.is_empty() && is_secret_field(word))
+}
+
 /// Strings that look like credentials wherever they appear: API keys, webhook signing secrets
 /// and JWTs.
 fn looks_like_secret(text: &str) -> bool {
-    text.contains("epai_") || text.contains("whsec_") || text.split_whitespace().any(looks_like_jwt)
+    // A JWT may sit inside other text (`session=eyJ...`): look at every run of the characters
+    // a JWT is made of.
+    text.contains("epai_")
+        || text.contains("whsec_")
+        || text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            .any(looks_like_jwt)
 }
 
 fn looks_like_jwt(word: &str) -> bool {
@@ -75,8 +89,11 @@ pub fn loggable_body(bytes: &[u8], cap: usize) -> Option<Value> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(value) => Some(mask(&value)),
         Err(_) => {
+            if let Some(fields) = form_fields(bytes) {
+                return Some(json!({ "form": mask(&fields) }));
+            }
             let text = String::from_utf8_lossy(bytes).replace('\0', "");
-            let preview = if looks_like_secret(&text) {
+            let preview = if looks_like_secret(&text) || mentions_secret_field(&text) {
                 MASK.to_owned()
             } else {
                 text
@@ -84,6 +101,23 @@ pub fn loggable_body(bytes: &[u8], cap: usize) -> Option<Value> {
             Some(json!({ "unparsed": preview }))
         }
     }
+}
+
+/// A URL-encoded form body (`email=a%40b.c&password=...`, what the portal's forms post) as an
+/// object of its fields, so that secret fields are masked by name as in JSON.
+fn form_fields(bytes: &[u8]) -> Option<Value> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let is_form = text.split('&').all(|pair| {
+        pair.split_once('=')
+            .is_some_and(|(name, _)| !name.is_empty())
+    }) && !text.chars().any(char::is_whitespace);
+    if !is_form {
+        return None;
+    }
+    let fields = form_urlencoded::parse(bytes)
+        .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
+        .collect::<Map<_, _>>();
+    Some(Value::Object(fields))
 }
 
 #[cfg(test)]
@@ -97,6 +131,7 @@ mod tests {
             "password": "hunter2",
             "nested": {"refresh_token": "abc", "note": "key epai_abcdefghijklmnopqrstuvwxyz012345"},
             "list": ["eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", "plain"],
+            "note": "session=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl;path=/",
             "webhook": {"signing": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
         }));
         let text = masked.to_string();
@@ -105,6 +140,38 @@ mod tests {
         }
         assert_eq!(masked["email"], "a@b.c");
         assert_eq!(masked["list"][1], "plain");
+    }
+
+    #[test]
+    fn form_bodies_are_logged_field_by_field_with_secrets_masked() {
+        let logged = loggable_body(
+            b"email=ops%40acme.test&password=hunter2%21&csrf=abc.def&name=Acme+Events",
+            4096,
+        )
+        .unwrap();
+        assert_eq!(
+            logged,
+            json!({"form": {
+                "email": "ops@acme.test",
+                "password": MASK,
+                "csrf": MASK,
+                "name": "Acme Events",
+            }})
+        );
+        assert!(!logged.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn text_that_names_a_secret_field_is_withheld() {
+        let truncated = br#"{"email": "a@b.c", "password": "hunter2""#;
+        assert_eq!(
+            loggable_body(truncated, 4096),
+            Some(json!({"unparsed": MASK}))
+        );
+        assert_eq!(
+            loggable_body(b"plain words, nothing hidden", 4096),
+            Some(json!({"unparsed": "plain words, nothing hidden"}))
+        );
     }
 
     #[test]
@@ -122,6 +189,11 @@ mod tests {
         assert_eq!(
             loggable_body(b"not json", 100),
             Some(json!({"unparsed": "not json"}))
+        );
+        assert_eq!(
+            loggable_body(b"a=1&b", 100),
+            Some(json!({"unparsed": "a=1&b"})),
+            "not every part is a field: not a form"
         );
         assert_eq!(loggable_body(b"", 100), None);
     }
