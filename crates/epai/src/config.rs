@@ -298,9 +298,18 @@ impl ServeArgs {
     }
 }
 
+/// tokio-postgres logs every statement's parameters at debug level, and those hold password
+/// hashes and partners' event data: whatever the filter asks for, it logs at most at info.
+const QUIET_DATABASE_DRIVER: &str = "tokio_postgres=info";
+
 pub fn init_tracing(global: &GlobalArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&global.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive(
+            QUIET_DATABASE_DRIVER
+                .parse()
+                .expect("a valid filter directive"),
+        );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

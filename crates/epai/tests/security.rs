@@ -109,9 +109,10 @@ impl Seen {
         assert!(value.len() >= 8, "{name} is too short to look for");
         self.secrets.push((name.to_owned(), value.to_owned()));
         // A JWT's signature alone is as good as the token for finding it.
-        if let Some(signature) = value.rsplit('.').next().filter(|s| s.len() >= 40) {
+        let parts: Vec<&str> = value.split('.').collect();
+        if parts.len() == 3 && parts[0].starts_with("eyJ") {
             self.secrets
-                .push((format!("{name} signature"), signature.to_owned()));
+                .push((format!("{name} signature"), parts[2].to_owned()));
         }
     }
 
@@ -334,13 +335,26 @@ async fn exercise(url: &str, round: &str, seen: &mut Seen) {
             client
                 .post(format!("{url}/v1/events"))
                 .header("apikey", &key)
-                .json(&json!({"event_type": "page_view", "data": {"note": format!("sent with {key}")}}))
+                .json(&json!({"event_type": "page_view", "data": {"n": 1}}))
                 .send()
                 .await
                 .unwrap(),
         )
         .await;
     assert_eq!(status, 202);
+    // A refused body is logged, never stored as an event: a key pasted into it must be masked.
+    let (status, _) = seen
+        .answer(
+            client
+                .post(format!("{url}/v1/events"))
+                .header("apikey", &key)
+                .json(&json!({"event_type": "9 invalid", "data": {"note": format!("sent with {key}")}}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, 400);
 
     // Embed tokens, in a header and in the stream's query string.
     let (status, embed) = seen
@@ -650,8 +664,8 @@ async fn rotating_the_jwt_secret_signs_nobody_out_and_unknown_key_ids_are_refuse
 async fn previous_secrets_from_the_environment_verify_but_never_sign() {
     let db = TestDatabase::migrated().await;
     let data = tempfile::tempdir().unwrap();
-    const OLD: &str = "the old configured secret, 32+ bytes";
-    const NEW: &str = "the new configured secret, 32+ bytes";
+    const OLD: &str = "the old configured secret of 32+ bytes";
+    const NEW: &str = "the new configured secret of 32+ bytes";
     let start = |current: &str, previous: Option<&str>| {
         let mut command = epai(data.path());
         command
