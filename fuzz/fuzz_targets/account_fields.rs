@@ -9,7 +9,11 @@ fuzz_target!(|data: &[u8]| {
     let Some(raw) = text(data) else { return };
     if let Ok(email) = Email::parse(raw) {
         assert!(email.as_str().contains('@'));
-        assert_eq!(Email::parse(email.as_str()).as_ref(), Ok(&email), "parsing is stable");
+        assert_eq!(
+            Email::parse(email.as_str()).as_ref(),
+            Ok(&email),
+            "parsing is stable"
+        );
         let name = PartnerName::from_email(&email);
         assert_eq!(PartnerName::parse(name.as_str()).as_ref(), Ok(&name));
     }

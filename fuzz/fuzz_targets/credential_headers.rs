@@ -5,10 +5,18 @@
 use std::net::IpAddr;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use epai_server::parsing::{bearer, client_ip, cookie, has_credentials, presented_key, presented_token};
+use epai_server::parsing::{
+    bearer, client_ip, cookie, has_credentials, presented_key, presented_token,
+};
 use libfuzzer_sys::fuzz_target;
 
-const HEADERS: [&str; 5] = ["apikey", "x-api-key", "authorization", "cookie", "x-forwarded-for"];
+const HEADERS: [&str; 5] = [
+    "apikey",
+    "x-api-key",
+    "authorization",
+    "cookie",
+    "x-forwarded-for",
+];
 
 fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();
@@ -40,5 +48,9 @@ fuzz_target!(|data: &[u8]| {
     let client = client_ip(Some(peer), &headers, &[peer]);
     assert!(client.is_some());
     let untrusted = client_ip(Some(peer), &headers, &[]);
-    assert_eq!(untrusted, Some(peer), "X-Forwarded-For counts only from trusted proxies");
+    assert_eq!(
+        untrusted,
+        Some(peer),
+        "X-Forwarded-For counts only from trusted proxies"
+    );
 });

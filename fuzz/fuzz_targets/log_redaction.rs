@@ -8,8 +8,14 @@ use serde_json::Value;
 
 fn no_secret_in(logged: &Value) {
     let text = logged.to_string();
-    assert!(!text.contains("epai_"), "an API key reached the log: {text}");
-    assert!(!text.contains("whsec_"), "a webhook secret reached the log: {text}");
+    assert!(
+        !text.contains("epai_"),
+        "an API key reached the log: {text}"
+    );
+    assert!(
+        !text.contains("whsec_"),
+        "a webhook secret reached the log: {text}"
+    );
     let jwt_like = text
         .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
         .any(|word| {
@@ -17,7 +23,10 @@ fn no_secret_in(logged: &Value) {
             parts.len() == 3 && parts[0].starts_with("eyJ") && parts.iter().all(|p| !p.is_empty())
         });
     assert!(!jwt_like, "a JWT reached the log: {text}");
-    assert!(!text.contains("\\u0000"), "a NUL character reached the log: {text}");
+    assert!(
+        !text.contains("\\u0000"),
+        "a NUL character reached the log: {text}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,9 @@ use epai_fuzz::text;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(bytes) = <[u8; REFRESH_TOKEN_BYTES]>::try_from(data.get(..REFRESH_TOKEN_BYTES).unwrap_or_default()) {
+    if let Ok(bytes) =
+        <[u8; REFRESH_TOKEN_BYTES]>::try_from(data.get(..REFRESH_TOKEN_BYTES).unwrap_or_default())
+    {
         let issued = RefreshToken::from_random_bytes(bytes);
         assert_eq!(RefreshToken::parse(issued.reveal()), Ok(issued));
     }

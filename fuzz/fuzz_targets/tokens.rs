@@ -50,7 +50,10 @@ fn check(token: &str) {
         assert_eq!(claims.role, "authenticated");
         assert_eq!(claims.aud, "authenticated");
         // Verification reads the system clock (a second may have passed since).
-        assert!(claims.exp >= chrono::Utc::now().timestamp() - 1, "an expired token verified");
+        assert!(
+            claims.exp >= chrono::Utc::now().timestamp() - 1,
+            "an expired token verified"
+        );
     }
     if let Some(embed) = KEYS.verify_for::<EmbedClaims>(token, EMBED_AUDIENCE) {
         let header = jsonwebtoken::decode_header(token).expect("a verified token has a header");

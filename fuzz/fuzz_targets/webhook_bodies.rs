@@ -20,8 +20,10 @@ fuzz_target!(|data: &[u8]| {
         assert_client_error(&error, data);
     }
     let Some(raw) = text(data) else { return };
+    // A fixed message (the fuzzer once sent the message itself as an id).
     if let Err(error) = webhook_id(raw) {
-        assert_client_error(&error, data);
+        assert_eq!(error.status.as_u16(), 404);
+        assert_eq!(error.detail, "no webhook with this id");
     }
     for policy in [
         UrlPolicy::default(),
@@ -43,6 +45,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(kind.as_str(), raw);
     }
     if let Ok(secret) = SigningSecret::parse(raw) {
-        assert!(!format!("{secret:?}").contains(raw), "Debug shows the secret");
+        assert!(
+            !format!("{secret:?}").contains(raw),
+            "Debug shows the secret"
+        );
     }
 });

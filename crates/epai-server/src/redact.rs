@@ -66,7 +66,13 @@ pub fn mask(value: &Value) -> Value {
                     } else {
                         mask(v)
                     };
-                    (k.replace('\0', ""), masked)
+                    // A credential may arrive as a field name too (`{"epai_...": 1}`).
+                    let name = if looks_like_secret(k) {
+                        MASK.to_owned()
+                    } else {
+                        k.replace('\0', "")
+                    };
+                    (name, masked)
                 })
                 .collect::<Map<_, _>>(),
         ),
@@ -172,6 +178,15 @@ mod tests {
             loggable_body(b"plain words, nothing hidden", 4096),
             Some(json!({"unparsed": "plain words, nothing hidden"}))
         );
+    }
+
+    #[test]
+    fn field_names_that_hold_credentials_are_masked_too() {
+        // Found by the `log_redaction` fuzz target: a form field named with a webhook secret.
+        let logged = loggable_body(b"emwhsec_ail=a%t0b.c&csrf=abc", 4096).unwrap();
+        assert!(!logged.to_string().contains("whsec_"), "{logged}");
+        let masked = mask(&json!({"epai_AbCdEfGhIjKlMnOpQrStUvWxYz012-_9": 1, "ok": 2}));
+        assert_eq!(masked, json!({MASK: 1, "ok": 2}));
     }
 
     #[test]
