@@ -16,7 +16,8 @@ fn parse<T: DeserializeOwned>(query: &str) {
     if let Err(error) = parse_query::<T>(query) {
         assert!(error.status.is_client_error(), "{}", error.status);
         for (_, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
-            if value.len() >= 12 {
+            // Plain words may be the fixed message itself, learnt by the fuzzer.
+            if value.len() >= 12 && value.chars().any(|c| c.is_ascii_digit()) {
                 assert!(
                     !error.detail.contains(value),
                     "the error quotes a value: {}",

@@ -67,18 +67,26 @@ pub fn mask(value: &Value) -> Value {
                         mask(v)
                     };
                     // A credential may arrive as a field name too (`{"epai_...": 1}`).
-                    let name = if looks_like_secret(k) {
+                    let name = k.replace('\0', "");
+                    let name = if looks_like_secret(&name) {
                         MASK.to_owned()
                     } else {
-                        k.replace('\0', "")
+                        name
                     };
                     (name, masked)
                 })
                 .collect::<Map<_, _>>(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(mask).collect()),
-        Value::String(s) if looks_like_secret(s) => Value::String(MASK.into()),
-        Value::String(s) => Value::String(s.replace('\0', "")),
+        // NULs go first: removing them must not join the pieces of a key (`epa\0i_...`).
+        Value::String(s) => {
+            let text = s.replace('\0', "");
+            if looks_like_secret(&text) {
+                Value::String(MASK.into())
+            } else {
+                Value::String(text)
+            }
+        }
         other => other.clone(),
     }
 }
@@ -187,6 +195,9 @@ mod tests {
         assert!(!logged.to_string().contains("whsec_"), "{logged}");
         let masked = mask(&json!({"epai_AbCdEfGhIjKlMnOpQrStUvWxYz012-_9": 1, "ok": 2}));
         assert_eq!(masked, json!({MASK: 1, "ok": 2}));
+        // Also found by it: a key split by NUL characters, which are removed before storing.
+        let split = mask(&json!({"note": "epa\u{0}i_AbCdEf", "epa\u{0}i_x": 1}));
+        assert!(!split.to_string().contains("epai_"), "{split}");
     }
 
     #[test]
