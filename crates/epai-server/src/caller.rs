@@ -195,7 +195,7 @@ async fn authenticate(
 /// The only path that accepts a credential in its query string.
 const STREAM_PATH: &str = "/v1/insights/stream";
 
-fn query_access_token(query: Option<&str>) -> Option<String> {
+pub fn query_access_token(query: Option<&str>) -> Option<String> {
     query?.split('&').find_map(|pair| {
         let (name, value) = pair.split_once('=')?;
         (name == "access_token" && !value.is_empty()).then(|| value.to_owned())

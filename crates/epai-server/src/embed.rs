@@ -14,6 +14,8 @@ use crate::AppState;
 use crate::caller::AccountCaller;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::extract::MaybeJson;
+use crate::observe::ClientInfo;
+use crate::reads::{Accessor, Resource, report_foreign};
 
 /// The audience of embed tokens; session tokens (audience `authenticated`) are not embed
 /// tokens and the other way round.
@@ -88,7 +90,7 @@ pub struct EmbedToken {
 }
 
 /// A normalised `scheme://host[:port]`, or why it is not one.
-fn parse_origin(raw: &str) -> Result<String, ApiError> {
+pub fn parse_origin(raw: &str) -> Result<String, ApiError> {
     let invalid = || ApiError::invalid("origin must look like https://example.com (no path)");
     let (scheme, rest) = raw.split_once("://").ok_or_else(invalid)?;
     let scheme = scheme.to_ascii_lowercase();
@@ -111,6 +113,7 @@ fn parse_origin(raw: &str) -> Result<String, ApiError> {
 pub async fn mint(
     State(state): State<AppState>,
     caller: AccountCaller,
+    client: Option<axum::Extension<ClientInfo>>,
     MaybeJson(body): MaybeJson<EmbedTokenRequest>,
 ) -> Result<(StatusCode, Json<EmbedToken>), ApiError> {
     let request = body.unwrap_or_default();
@@ -119,17 +122,24 @@ pub async fn mint(
         return Err(ApiError::invalid("ttl_seconds must be between 60 and 900"));
     }
     let origin = request.origin.as_deref().map(parse_origin).transpose()?;
-    let partner = state
+    let (partner, visible) = state
         .store
         .as_user(caller.user_id, async |t| {
-            if let Some(id) = request.insight_id
-                && t.insight(id).await?.is_none()
-            {
-                return Err(epai_store::StoreError::NotFound("insight".into()));
-            }
-            t.partner().await
+            let visible = match request.insight_id {
+                Some(id) => t.insight(id).await?.is_some(),
+                None => true,
+            };
+            Ok((t.partner().await?, visible))
         })
         .await?;
+    if let (false, Some(id)) = (visible, request.insight_id) {
+        let accessor = Accessor {
+            user: caller.user_id,
+            partner: Some(partner.id),
+        };
+        report_foreign(&state, accessor, client.map(|c| c.0), Resource::Insight, id).await;
+        return Err(ApiError::not_found("no insight with this id"));
+    }
     let now = Utc::now();
     let expires_at = now + chrono::Duration::seconds(ttl);
     let claims = EmbedClaims {

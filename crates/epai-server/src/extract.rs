@@ -122,9 +122,41 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// serde quotes offending strings (`invalid type: string "hunter2", expected ...`); keep the
-/// explanation, drop the value.
-pub(crate) fn describe_without_values(message: &str) -> String {
+/// What serde writes before a value it quotes in backticks (`invalid type: integer \`5\``,
+/// `unknown variant \`x\``); field names (`unknown field \`x\``) are kept: they help and are not
+/// data.
+const BACKTICKED_VALUES: [&str; 4] = [
+    "integer `",
+    "floating point `",
+    "character `",
+    "unknown variant `",
+];
+
+/// serde quotes offending values (`invalid type: string "hunter2", expected ...`, `integer
+/// \`5\``); keep the explanation, drop the value.
+pub fn describe_without_values(message: &str) -> String {
+    let mut text = describe_without_strings(message);
+    for marker in BACKTICKED_VALUES {
+        text = drop_backticked(&text, marker);
+    }
+    text
+}
+
+/// `message` with every backtick-quoted value after `marker` removed.
+fn drop_backticked(message: &str, marker: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(marker) {
+        out.push_str(&rest[..start]);
+        out.push_str(marker.trim_end_matches(" `"));
+        let after = &rest[start + marker.len()..];
+        rest = after.find('`').map_or("", |end| &after[end + 1..]);
+    }
+    out.push_str(rest);
+    out
+}
+
+fn describe_without_strings(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
     while let Some(start) = rest.find("string \"") {
@@ -155,11 +187,12 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        serde_urlencoded_from_str(query).map(ApiQuery)
+        parse_query(query).map(ApiQuery)
     }
 }
 
-fn serde_urlencoded_from_str<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+/// Query parameters as [`ApiQuery`] reads them.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     axum::extract::Query::<T>::try_from_uri(
         &format!("/?{query}")
             .parse()
@@ -184,6 +217,22 @@ mod tests {
             .unwrap_err();
         assert!(!err.detail.contains("hunter2"), "{}", err.detail);
         assert!(err.detail.contains("expected u32"), "{}", err.detail);
+    }
+
+    #[test]
+    fn error_messages_never_echo_numbers_either() {
+        // Found by the `batch_body` fuzz target: a bare number came back in the message.
+        let err = parse_json::<Vec<u8>>(b"-555555555555555550").unwrap_err();
+        assert!(!err.detail.contains("555555"), "{}", err.detail);
+        assert!(err.detail.contains("integer"), "{}", err.detail);
+        let err = parse_json::<Vec<u8>>(b"[1.25]").unwrap_err();
+        assert!(!err.detail.contains("1.25"), "{}", err.detail);
+        let err = parse_json::<epai_domain::EventInput>(br#"{"colour": 1}"#).unwrap_err();
+        assert!(
+            err.detail.contains("unknown field `colour`"),
+            "{}",
+            err.detail
+        );
     }
 
     #[test]

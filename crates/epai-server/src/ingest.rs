@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use epai_domain::{EventInput, FieldError, PartnerId, ValidEvent};
+use epai_domain::{EventInput, EventLimits, FieldError, PartnerId, ValidEvent};
 use epai_store::{IdempotencyClaim, NewEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -51,7 +51,7 @@ fn validation_failed(detail: &str, errors: Vec<Value>) -> ApiError {
 }
 
 /// One event as the request carried it.
-enum EventBody {
+pub enum EventBody {
     /// Read straight from the bytes: the common case, and the cheap one.
     Input(EventInput),
     /// Any JSON, still to be checked against the `EventInput` shape.
@@ -61,7 +61,7 @@ enum EventBody {
 impl EventBody {
     /// Well-formed events are read in one pass; anything else is parsed as JSON first, so that
     /// malformed JSON and each wrong field get their own answers.
-    fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
+    pub fn parse(bytes: &[u8]) -> Result<Self, ApiError> {
         match serde_json::from_slice(bytes) {
             Ok(input) => Ok(Self::Input(input)),
             Err(_) => parse_json(bytes).map(Self::Json),
@@ -69,11 +69,12 @@ impl EventBody {
     }
 }
 
-/// Validates one event body (`EventInput` shape).
-fn one_event(
+/// Validates one event body (`EventInput` shape); the errors name their fields (and `index`
+/// within a batch).
+pub fn one_event(
     body: EventBody,
     now: DateTime<Utc>,
-    state: &AppState,
+    limits: &EventLimits,
     index: Option<usize>,
 ) -> Result<ValidEvent, Vec<Value>> {
     let input: EventInput = match body {
@@ -87,12 +88,12 @@ fn one_event(
         },
     };
     input
-        .validate(now, &state.settings.event_limits)
+        .validate(now, limits)
         .map_err(|errors| field_errors(&errors, index))
 }
 
 /// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
@@ -231,7 +232,7 @@ async fn ingest_one(
     answer: impl FnOnce(Uuid) -> Value,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(headers)?;
-    let event = one_event(event, Utc::now(), state, None)
+    let event = one_event(event, Utc::now(), &state.settings.event_limits, None)
         .map_err(|errors| validation_failed("the event is invalid", errors))?;
     let stored = stored_event(caller.partner_id, event);
     let body = answer(stored.id);
@@ -267,6 +268,41 @@ impl Batch<EventBody> {
     }
 }
 
+/// The events of a batch body, all valid, or the problem listing every invalid one.
+pub fn batch(
+    bytes: &[u8],
+    now: DateTime<Utc>,
+    limits: &EventLimits,
+) -> Result<Vec<ValidEvent>, ApiError> {
+    let batch = Batch::parse(bytes)?;
+    let max = limits.max_batch_events;
+    if batch.events.is_empty() {
+        return Err(ApiError::invalid("a batch needs at least one event"));
+    }
+    if batch.events.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            format!("a batch holds at most {max} events; split it"),
+        ));
+    }
+    let mut events = Vec::with_capacity(batch.events.len());
+    let mut errors = Vec::new();
+    for (index, body) in batch.events.into_iter().enumerate() {
+        match one_event(body, now, limits, Some(index)) {
+            Ok(event) => events.push(event),
+            Err(mut problems) => errors.append(&mut problems),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(validation_failed(
+            "some events are invalid; none were stored",
+            errors,
+        ));
+    }
+    Ok(events)
+}
+
 /// Stores a batch: all events or none, with per-item errors.
 #[utoipa::path(post, path = "/v1/events/batch", tag = "events", request_body = BatchRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
@@ -280,33 +316,10 @@ pub async fn post_batch(
     JsonBytes(bytes): JsonBytes,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let batch = Batch::parse(&bytes)?;
-    let max = state.settings.event_limits.max_batch_events;
-    if batch.events.is_empty() {
-        return Err(ApiError::invalid("a batch needs at least one event"));
-    }
-    if batch.events.len() > max {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::PayloadTooLarge,
-            format!("a batch holds at most {max} events; split it"),
-        ));
-    }
-    let now = Utc::now();
-    let mut events = Vec::with_capacity(batch.events.len());
-    let mut errors = Vec::new();
-    for (index, body) in batch.events.into_iter().enumerate() {
-        match one_event(body, now, &state, Some(index)) {
-            Ok(event) => events.push(stored_event(caller.partner_id, event)),
-            Err(mut problems) => errors.append(&mut problems),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(validation_failed(
-            "some events are invalid; none were stored",
-            errors,
-        ));
-    }
+    let events: Vec<NewEvent> = batch(&bytes, Utc::now(), &state.settings.event_limits)?
+        .into_iter()
+        .map(|event| stored_event(caller.partner_id, event))
+        .collect();
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
     store_events(
         &state,

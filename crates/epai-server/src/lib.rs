@@ -58,6 +58,31 @@ pub use session::{JwtKeys, SESSION_COOKIE, SessionClaims, SessionUser, WeakJwtSe
 use stream::{FeedPublisher, InsightFeed};
 pub use webhooks::WebhookSettings;
 
+/// Every parser of untrusted input the handlers run, exported as they are so the fuzz targets
+/// in `fuzz/` exercise the very code that requests reach.
+pub mod parsing {
+    pub use crate::auth::{bearer, presented_key};
+    pub use crate::caller::query_access_token;
+    pub use crate::embed::{EMBED_AUDIENCE, EmbedClaims, EmbedTokenRequest, parse_origin};
+    pub use crate::extract::{describe_without_values, parse_json, parse_query};
+    pub use crate::ingest::{EventBody, IntegrationGuideEvent, batch, idempotency_key, one_event};
+    pub use crate::observe::{client_ip, has_credentials};
+    pub use crate::portal::{
+        Credentials, CsrfField, EventQuery, LogQuery, LoginNotice, NoFields, PlaygroundForm,
+        SettingsFields, SignupFields, ThemeChoice, WebhookForm, cookie,
+    };
+    pub use crate::predict::{AttendanceForm, ForecastRequest, LeadForm, forecast};
+    pub use crate::reads::{
+        EventsQuery, InsightsQuery, LogsQuery, ModelsPage, OriginalPage, PublicInsightRequest,
+        UsageQuery, decode_cursor,
+    };
+    pub use crate::redact::{loggable_body, mask};
+    pub use crate::session::presented_token;
+    pub use crate::webhooks::{
+        CreateWebhook, DeliveriesQuery, RotateSecret, UpdateWebhook, webhook_id,
+    };
+}
+
 /// Limits and knobs of the HTTP layer.
 #[derive(Clone, Debug)]
 pub struct ServerSettings {

@@ -143,7 +143,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
 }
 
 /// Whether the request carries any credential (checked and limited by the extractors).
-fn has_credentials(headers: &HeaderMap) -> bool {
+pub fn has_credentials(headers: &HeaderMap) -> bool {
     ["apikey", "x-api-key", "authorization"]
         .iter()
         .any(|name| headers.contains_key(*name))
@@ -155,7 +155,7 @@ fn has_credentials(headers: &HeaderMap) -> bool {
 
 /// The socket's peer, or — when the peer is a trusted proxy — the last address in
 /// `X-Forwarded-For` that is not itself a trusted proxy.
-fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> Option<IpAddr> {
+pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> Option<IpAddr> {
     let peer = peer?;
     if !trusted.contains(&peer) {
         return Some(peer);

@@ -95,10 +95,10 @@ pub struct LeadForm {
 }
 
 /// A prediction in the shape every path shares.
-pub(crate) struct Prediction {
-    pub(crate) value: f64,
+pub struct Prediction {
+    pub value: f64,
     /// Earned from the model's own backtest; custom models report none.
-    pub(crate) confidence: Option<f64>,
+    pub confidence: Option<f64>,
     pub(crate) explanation: String,
     pub(crate) details: Value,
 }
@@ -106,9 +106,16 @@ pub(crate) struct Prediction {
 /// Days of the partner's own counts a forecast of one of its event types reads, as the worker.
 const OWN_HISTORY_DAYS: u32 = 120;
 
-async fn forecast(
-    state: &AppState,
-    caller: &AccountCaller,
+/// The prediction `event_volume_forecast` answers for a supplied series (a request naming an
+/// event type instead needs a partner: [`forecast_for`]).
+pub async fn forecast(request: ForecastRequest) -> Result<Prediction, ApiError> {
+    forecast_for(None, request).await
+}
+
+/// The prediction `event_volume_forecast` answers for a supplied series or, with `partner`, for
+/// the partner's own counts of an event type.
+async fn forecast_for(
+    partner: Option<(&AppState, &AccountCaller)>,
     request: ForecastRequest,
 ) -> Result<Prediction, ApiError> {
     let horizon = Horizon::new(request.horizon.unwrap_or(14)).map_err(engine_error)?;
@@ -129,6 +136,11 @@ async fn forecast(
             })
             .collect(),
         (None, Some(event_type)) => {
+            let Some((state, caller)) = partner else {
+                return Err(ApiError::invalid(
+                    "a forecast of an event type needs the partner's own events",
+                ));
+            };
             let today = Utc::now().date_naive();
             let all = state
                 .store
@@ -277,7 +289,7 @@ pub async fn predict(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let prediction = match name.as_str() {
-        "event_volume_forecast" => forecast(&state, &caller, inputs(body)?).await?,
+        "event_volume_forecast" => forecast_for(Some((&state, &caller)), inputs(body)?).await?,
         "attendance_forecast" => attendance(&state, &caller, inputs(body)?).await?,
         "lead_scoring" => lead(&state, &caller, inputs(body)?).await?,
         _ => {

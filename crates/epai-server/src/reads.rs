@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use epai_domain::{AuthUserId, PartnerId};
 use epai_store::{
     EventFilter, EventRecord, InsightFilter, InsightRecord, LogEntry, ModelRecord, SecurityEvent,
     UsageDay,
@@ -25,7 +26,7 @@ pub(crate) fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
     format!("{}_{}", at.timestamp_micros(), id.simple())
 }
 
-pub(crate) fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
+pub fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
     let invalid = || ApiError::invalid("cursor is not one this API returned");
     let (micros, id) = cursor.split_once('_').ok_or_else(invalid)?;
     let at = micros
@@ -233,15 +234,48 @@ pub async fn report_foreign_insight(
     client: Option<ClientInfo>,
     id: Uuid,
 ) {
+    let accessor = Accessor {
+        user: caller.user_id,
+        partner: caller.partner_id,
+    };
+    report_foreign(state, accessor, client, Resource::Insight, id).await;
+}
+
+/// Tenant resources looked up by id, whose foreign ids are reported.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Resource {
+    Insight,
+    Log,
+}
+
+/// Who asked for a resource: the account, and its partner when the credential named it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Accessor {
+    pub(crate) user: AuthUserId,
+    pub(crate) partner: Option<PartnerId>,
+}
+
+/// Records a `cross_tenant_access` security event when the `resource` with `id`, which the
+/// caller could not see, belongs to another partner (an id that exists nowhere is a typo).
+pub(crate) async fn report_foreign(
+    state: &AppState,
+    accessor: Accessor,
+    client: Option<ClientInfo>,
+    resource: Resource,
+    id: Uuid,
+) {
     let owner = state
         .store
-        .as_service_role(async |s| s.insight_owner(id).await)
+        .as_service_role(async |s| match resource {
+            Resource::Insight => s.insight_owner(id).await,
+            Resource::Log => s.log_owner(id).await,
+        })
         .await;
-    let own_partner = match caller.partner_id {
+    let own_partner = match accessor.partner {
         Some(partner) => Some(partner),
         None => state
             .store
-            .as_user(caller.user_id, async |t| t.partner().await)
+            .as_user(accessor.user, async |t| t.partner().await)
             .await
             .ok()
             .map(|p| p.id),
@@ -249,13 +283,17 @@ pub async fn report_foreign_insight(
     if let Ok(Some(owner)) = owner
         && Some(owner) != own_partner
     {
+        let resource = match resource {
+            Resource::Insight => "insight",
+            Resource::Log => "log",
+        };
         state.activity.security(SecurityEvent {
             event_type: "cross_tenant_access".into(),
             partner_id: own_partner,
-            user_id: Some(caller.user_id),
+            user_id: Some(accessor.user),
             ip_address: client.as_ref().and_then(ClientInfo::ip_text),
             user_agent: client.and_then(|c| c.user_agent),
-            details: json!({ "resource": "insight", "id": id }),
+            details: json!({ "resource": resource, "id": id }),
             created_at: Utc::now(),
         });
     }

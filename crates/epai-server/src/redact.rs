@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 const MASK: &str = "[redacted]";
 
 /// Parts of field names whose values are secrets, whatever they hold (lowercase).
-const SECRET_FIELD_PARTS: [&str; 10] = [
+const SECRET_FIELD_PARTS: [&str; 11] = [
     "password",
     "secret",
     "token",
@@ -17,6 +17,7 @@ const SECRET_FIELD_PARTS: [&str; 10] = [
     "cookie",
     "refresh",
     "credential",
+    "csrf",
 ];
 
 /// How every credential EPAI issues begins, in lowercase: API keys, webhook signing secrets,
@@ -29,10 +30,23 @@ fn is_secret_field(name: &str) -> bool {
     SECRET_FIELD_PARTS.iter().any(|part| name.contains(part))
 }
 
+/// Whether free text names a secret field anywhere (`"password": ...` in JSON that does not
+/// parse), so the value next to it cannot be told apart and the whole text is withheld.
+fn mentions_secret_field(text: &str) -> bool {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+        .any(|word| !word.is_empty() && is_secret_field(word))
+}
+
 /// Strings that look like credentials wherever they appear: API keys, webhook signing secrets
 /// and JWTs.
 fn looks_like_secret(text: &str) -> bool {
-    text.contains("epai_") || text.contains("whsec_") || text.split_whitespace().any(looks_like_jwt)
+    // A JWT may sit inside other text (`session=eyJ...`): look at every run of the characters
+    // a JWT is made of.
+    text.contains("epai_")
+        || text.contains("whsec_")
+        || text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            .any(looks_like_jwt)
 }
 
 /// Whether masking could change `bytes`: they hold a secret field name or a credential marker
@@ -75,13 +89,27 @@ pub fn mask(value: &Value) -> Value {
                     } else {
                         mask(v)
                     };
-                    (k.replace('\0', ""), masked)
+                    // A credential may arrive as a field name too (`{"epai_...": 1}`).
+                    let name = k.replace('\0', "");
+                    let name = if looks_like_secret(&name) {
+                        MASK.to_owned()
+                    } else {
+                        name
+                    };
+                    (name, masked)
                 })
                 .collect::<Map<_, _>>(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(mask).collect()),
-        Value::String(s) if looks_like_secret(s) => Value::String(MASK.into()),
-        Value::String(s) => Value::String(s.replace('\0', "")),
+        // NULs go first: removing them must not join the pieces of a key (`epa\0i_...`).
+        Value::String(s) => {
+            let text = s.replace('\0', "");
+            if looks_like_secret(&text) {
+                Value::String(MASK.into())
+            } else {
+                Value::String(text)
+            }
+        }
         other => other.clone(),
     }
 }
@@ -105,8 +133,11 @@ pub fn loggable_body(bytes: &[u8], cap: usize) -> Option<LoggedBody> {
     let logged = match serde_json::from_slice::<Value>(bytes) {
         Ok(value) => mask(&value),
         Err(_) => {
+            if let Some(fields) = form_fields(bytes) {
+                return Some(LoggedBody::from_value(&json!({ "form": mask(&fields) })));
+            }
             let text = String::from_utf8_lossy(bytes).replace('\0', "");
-            let preview = if looks_like_secret(&text) {
+            let preview = if looks_like_secret(&text) || mentions_secret_field(&text) {
                 MASK.to_owned()
             } else {
                 text
@@ -115,6 +146,23 @@ pub fn loggable_body(bytes: &[u8], cap: usize) -> Option<LoggedBody> {
         }
     };
     Some(LoggedBody::from_value(&logged))
+}
+
+/// A URL-encoded form body (`email=a%40b.c&password=...`, what the portal's forms post) as an
+/// object of its fields, so that secret fields are masked by name as in JSON.
+fn form_fields(bytes: &[u8]) -> Option<Value> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let is_form = text.split('&').all(|pair| {
+        pair.split_once('=')
+            .is_some_and(|(name, _)| !name.is_empty())
+    }) && !text.chars().any(char::is_whitespace);
+    if !is_form {
+        return None;
+    }
+    let fields = form_urlencoded::parse(bytes)
+        .map(|(name, value)| (name.into_owned(), Value::String(value.into_owned())))
+        .collect::<Map<_, _>>();
+    Some(Value::Object(fields))
 }
 
 #[cfg(test)]
@@ -128,6 +176,7 @@ mod tests {
             "password": "hunter2",
             "nested": {"refresh_token": "abc", "note": "key epai_abcdefghijklmnopqrstuvwxyz012345"},
             "list": ["eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl", "plain"],
+            "note": "session=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl;path=/",
             "webhook": {"signing": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
         }));
         let text = masked.to_string();
@@ -136,6 +185,47 @@ mod tests {
         }
         assert_eq!(masked["email"], "a@b.c");
         assert_eq!(masked["list"][1], "plain");
+    }
+
+    #[test]
+    fn form_bodies_are_logged_field_by_field_with_secrets_masked() {
+        let logged = logged(
+            b"email=ops%40acme.test&password=hunter2%21&csrf=abc.def&name=Acme+Events",
+            4096,
+        )
+        .unwrap();
+        assert_eq!(
+            logged,
+            json!({"form": {
+                "email": "ops@acme.test",
+                "password": MASK,
+                "csrf": MASK,
+                "name": "Acme Events",
+            }})
+        );
+        assert!(!logged.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn text_that_names_a_secret_field_is_withheld() {
+        let truncated = br#"{"email": "a@b.c", "password": "hunter2""#;
+        assert_eq!(logged(truncated, 4096), Some(json!({"unparsed": MASK})));
+        assert_eq!(
+            logged(b"plain words, nothing hidden", 4096),
+            Some(json!({"unparsed": "plain words, nothing hidden"}))
+        );
+    }
+
+    #[test]
+    fn field_names_that_hold_credentials_are_masked_too() {
+        // Found by the `log_redaction` fuzz target: a form field named with a webhook secret.
+        let logged = logged(b"emwhsec_ail=a%t0b.c&csrf=abc", 4096).unwrap();
+        assert!(!logged.to_string().contains("whsec_"), "{logged}");
+        let masked = mask(&json!({"epai_AbCdEfGhIjKlMnOpQrStUvWxYz012-_9": 1, "ok": 2}));
+        assert_eq!(masked, json!({MASK: 1, "ok": 2}));
+        // Also found by it: a key split by NUL characters, which are removed before storing.
+        let split = mask(&json!({"note": "epa\u{0}i_AbCdEf", "epa\u{0}i_x": 1}));
+        assert!(!split.to_string().contains("epai_"), "{split}");
     }
 
     #[test]
@@ -187,5 +277,11 @@ mod tests {
             Some(json!({"ab": 1})),
             "NUL characters are removed"
         );
+        assert_eq!(
+            logged(b"a=1&b", 100),
+            Some(json!({"unparsed": "a=1&b"})),
+            "not every part is a field: not a form"
+        );
+        assert_eq!(logged(b"", 100), None);
     }
 }

@@ -63,14 +63,17 @@ impl SessionClaims {
 #[error("the JWT secret must be at least {min} bytes", min = JwtKeys::MIN_SECRET_BYTES)]
 pub struct WeakJwtSecret;
 
-/// The HS256 key that signs and verifies portal access tokens.
+/// The HS256 keys that sign and verify portal access tokens and embed tokens.
 ///
-/// Tokens carry a `kid` derived from the secret, so a later rotation can keep verifying tokens
-/// signed with the previous secret until they expire.
+/// Tokens carry a `kid` derived from the secret that signed them. Only the current secret signs;
+/// secrets retired by a rotation ([`JwtKeys::with_previous`]) still verify the tokens they
+/// signed until those expire, so a rotation logs nobody out. A `kid` naming no known secret is
+/// refused.
 pub struct JwtKeys {
     kid: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// Verification keys by `kid`: the current secret's first, then the retired ones.
+    decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
     /// Signs the portal's CSRF tokens: derived from the secret, never the secret itself.
     csrf_key: [u8; 32],
@@ -84,8 +87,7 @@ impl JwtKeys {
         if secret.len() < Self::MIN_SECRET_BYTES {
             return Err(WeakJwtSecret);
         }
-        let digest = Sha256::digest(secret);
-        let kid = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let kid = Self::kid_of(secret);
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[AUTHENTICATED]);
         validation.set_required_spec_claims(&["exp", "sub", "aud"]);
@@ -96,11 +98,31 @@ impl JwtKeys {
         csrf_mac.update(b"epai portal csrf key");
         Ok(Self {
             csrf_key: csrf_mac.finalize().into_bytes().into(),
+            decoding: vec![(kid.clone(), DecodingKey::from_secret(secret))],
             kid,
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
             validation,
         })
+    }
+
+    /// Also accepts tokens signed with `secret`, a secret this one replaced; it never signs.
+    pub fn with_previous(mut self, secret: &[u8]) -> Result<Self, WeakJwtSecret> {
+        if secret.len() < Self::MIN_SECRET_BYTES {
+            return Err(WeakJwtSecret);
+        }
+        let kid = Self::kid_of(secret);
+        if !self.decoding.iter().any(|(known, _)| *known == kid) {
+            self.decoding.push((kid, DecodingKey::from_secret(secret)));
+        }
+        Ok(self)
+    }
+
+    /// The key id of `secret`: 8 hex characters of its SHA-256 (which reveal nothing of it).
+    pub fn kid_of(secret: &[u8]) -> String {
+        Sha256::digest(secret)[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// The key the portal signs CSRF tokens with.
@@ -113,6 +135,21 @@ impl JwtKeys {
         &self.kid
     }
 
+    /// The ids of every secret that verifies tokens, the signing one first.
+    pub fn verifying_kids(&self) -> impl Iterator<Item = &str> {
+        self.decoding.iter().map(|(kid, _)| kid.as_str())
+    }
+
+    /// The key that verifies a token with this `kid`. Tokens without one predate key ids and
+    /// can only have been signed with the current secret.
+    fn decoding_key(&self, kid: Option<&str>) -> Option<&DecodingKey> {
+        let kid = kid.unwrap_or(&self.kid);
+        self.decoding
+            .iter()
+            .find(|(known, _)| known == kid)
+            .map(|(_, key)| key)
+    }
+
     pub fn issue(&self, claims: &SessionClaims) -> Result<String, ApiError> {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.kid.clone());
@@ -121,13 +158,14 @@ impl JwtKeys {
     }
 
     /// The claims of a token this server signed and that is still valid; any other token
-    /// (forged, expired, another audience or role, another algorithm, `alg: none`) is refused.
+    /// (forged, expired, another audience or role, another algorithm, `alg: none`, an unknown
+    /// `kid`) is refused.
     pub fn verify(&self, token: &str) -> Result<SessionClaims, ApiError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid_session(token))?;
-        if header.kid.as_deref().is_some_and(|kid| kid != self.kid) {
-            return Err(invalid_session(token));
-        }
-        let data = jsonwebtoken::decode::<SessionClaims>(token, &self.decoding, &self.validation)
+        let key = self
+            .decoding_key(header.kid.as_deref())
+            .ok_or_else(|| invalid_session(token))?;
+        let data = jsonwebtoken::decode::<SessionClaims>(token, key, &self.validation)
             .map_err(|_| invalid_session(token))?;
         if data.claims.role != AUTHENTICATED {
             return Err(invalid_session(token));
@@ -145,19 +183,18 @@ impl JwtKeys {
             .map_err(|e| ApiError::internal(format_args!("cannot sign a token: {e}")))
     }
 
-    /// The claims of a token signed by this key for `audience`, if it is valid now.
-    pub(crate) fn verify_for<T: serde::de::DeserializeOwned>(
+    /// The claims of a token signed by one of these keys for `audience`, if it is valid now.
+    /// Such tokens always carry a `kid`.
+    pub fn verify_for<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
         audience: &str,
     ) -> Option<T> {
         let header = jsonwebtoken::decode_header(token).ok()?;
-        if header.kid.as_deref() != Some(self.kid.as_str()) {
-            return None;
-        }
+        let key = self.decoding_key(Some(header.kid.as_deref()?))?;
         let mut validation = self.validation.clone();
         validation.set_audience(&[audience]);
-        jsonwebtoken::decode::<T>(token, &self.decoding, &validation)
+        jsonwebtoken::decode::<T>(token, key, &validation)
             .ok()
             .map(|data| data.claims)
     }
@@ -167,6 +204,7 @@ impl fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtKeys")
             .field("kid", &self.kid)
+            .field("verifying_kids", &self.verifying_kids().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -204,7 +242,7 @@ impl FromRequestParts<AppState> for SessionUser {
 
 /// The bearer token if an `Authorization` header is present (it wins over the cookie), else
 /// the session cookie.
-fn presented_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+pub fn presented_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     if let Some(value) = headers.get(AUTHORIZATION) {
         let bearer = value
             .to_str()
@@ -303,6 +341,83 @@ mod tests {
         let mut service_role = claims_at(Utc::now());
         service_role.role = "service_role".into();
         assert!(keys.verify(&sign(&service_role)).is_err());
+    }
+
+    #[test]
+    fn tokens_of_a_retired_secret_verify_until_it_is_dropped() {
+        const NEW: &[u8] = b"the secret that replaced the first one";
+        let before = JwtKeys::from_secret(SECRET).unwrap();
+        let claims = claims_at(Utc::now());
+        let old_token = before.issue(&claims).unwrap();
+
+        let rotated = JwtKeys::from_secret(NEW)
+            .unwrap()
+            .with_previous(SECRET)
+            .unwrap();
+        assert_eq!(rotated.verify(&old_token).unwrap(), claims);
+        let new_token = rotated.issue(&claims).unwrap();
+        let header = jsonwebtoken::decode_header(&new_token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(JwtKeys::kid_of(NEW).as_str()));
+        assert_ne!(rotated.kid(), before.kid());
+        assert_eq!(
+            rotated.verifying_kids().collect::<Vec<_>>(),
+            [rotated.kid(), before.kid()]
+        );
+        assert!(
+            before.verify(&new_token).is_err(),
+            "the old key never learns the new one"
+        );
+
+        let embed = jsonwebtoken::encode(
+            &jsonwebtoken::decode_header(&old_token).unwrap(),
+            &serde_json::json!({"sub": claims.sub, "aud": "embed", "exp": claims.exp}),
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert!(
+            rotated
+                .verify_for::<serde_json::Value>(&embed, "embed")
+                .is_some()
+        );
+
+        let without_previous = JwtKeys::from_secret(NEW).unwrap();
+        assert_eq!(
+            without_previous.verify(&old_token).unwrap_err().code,
+            ErrorCode::InvalidSession
+        );
+        assert!(
+            JwtKeys::from_secret(NEW)
+                .unwrap()
+                .with_previous(b"short")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_id_is_refused_even_with_a_valid_signature() {
+        let keys = JwtKeys::from_secret(SECRET).unwrap();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("00000000".into());
+        let claims = claims_at(Utc::now());
+        let token =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap();
+        assert_eq!(
+            keys.verify(&token).unwrap_err().code,
+            ErrorCode::InvalidSession
+        );
+        assert!(
+            keys.verify_for::<SessionClaims>(&token, AUTHENTICATED)
+                .is_none()
+        );
+
+        // Tokens from before key ids were written verify against the current secret only.
+        let legacy = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert_eq!(keys.verify(&legacy).unwrap(), claims);
     }
 
     #[test]

@@ -278,7 +278,7 @@ pub async fn list_deliveries(
 }
 
 /// A webhook id from a path: anything that is not a UUID names no webhook.
-pub(crate) fn webhook_id(text: &str) -> Result<Uuid, ApiError> {
+pub fn webhook_id(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| not_found())
 }
 

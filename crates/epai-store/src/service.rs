@@ -332,4 +332,14 @@ impl ServiceRole<'_> {
             .await?
             .map(|row| PartnerId::new(row.get(0))))
     }
+
+    /// The partner owning a request log, if it has one.
+    pub async fn log_owner(&self, log: Uuid) -> Result<Option<PartnerId>, StoreError> {
+        Ok(self
+            .tx
+            .query_opt(named_query!("logs/owner"), &[&log])
+            .await?
+            .and_then(|row| row.get::<_, Option<Uuid>>(0))
+            .map(PartnerId::new))
+    }
 }

@@ -2,10 +2,11 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use epai_domain::EventLimits;
 use epai_server::rate_limit::{self, Quota, RateLimitSettings};
-use epai_server::{AccountSettings, ServerSettings};
+use epai_server::{AccountSettings, JwtKeys, ServerSettings};
 use epai_store::{IngestOptions, KeyPolicy, RetentionPolicy, StoreOptions};
 
 use crate::jwt_secret::{self, JwtSecret};
@@ -216,6 +217,17 @@ pub struct ServeArgs {
     #[arg(long, env = "EPAI_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<JwtSecret>,
 
+    /// Comma-separated secrets that EPAI_JWT_SECRET replaced: tokens they signed are still
+    /// accepted until they expire, but nothing new is signed with them (secrets retired by
+    /// `epai jwt rotate` are read from <DATA_DIR>/jwt_secret.retired as well).
+    #[arg(
+        long,
+        env = "EPAI_JWT_PREVIOUS_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub jwt_previous_secrets: Vec<JwtSecret>,
+
     /// Seconds a portal access token stays valid (60 to 86400).
     #[arg(
         long,
@@ -236,6 +248,27 @@ impl ServeArgs {
             Some(secret) => Ok(secret.clone()),
             None => jwt_secret::load_or_create(data_dir),
         }
+    }
+
+    /// The keys of session and embed tokens: the current secret signs; the previous secrets
+    /// (configured, or retired by `epai jwt rotate` within a token lifetime) only verify.
+    pub fn jwt_keys(&self, data_dir: &Path) -> anyhow::Result<JwtKeys> {
+        let secret = self.jwt_secret(data_dir)?;
+        let mut keys = JwtKeys::from_secret(secret.as_bytes()).context("EPAI_JWT_SECRET")?;
+        for previous in &self.jwt_previous_secrets {
+            keys = keys
+                .with_previous(previous.as_bytes())
+                .context("EPAI_JWT_PREVIOUS_SECRETS")?;
+        }
+        // Tokens a retired secret signed live at most an access token's lifetime (embed tokens
+        // at most 15 minutes).
+        let lifetime = Duration::from_secs(self.access_token_ttl_seconds.max(15 * 60));
+        for retired in jwt_secret::retired_within(data_dir, chrono::Utc::now(), lifetime)? {
+            keys = keys
+                .with_previous(retired.as_bytes())
+                .context(jwt_secret::RETIRED_FILE_NAME)?;
+        }
+        Ok(keys)
     }
 
     pub fn account_settings(&self) -> AccountSettings {
@@ -270,9 +303,18 @@ impl ServeArgs {
     }
 }
 
+/// tokio-postgres logs every statement's parameters at debug level, and those hold password
+/// hashes and partners' event data: whatever the filter asks for, it logs at most at info.
+const QUIET_DATABASE_DRIVER: &str = "tokio_postgres=info";
+
 pub fn init_tracing(global: &GlobalArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&global.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive(
+            QUIET_DATABASE_DRIVER
+                .parse()
+                .expect("a valid filter directive"),
+        );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

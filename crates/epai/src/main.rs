@@ -60,6 +60,9 @@ enum Command {
     /// Register and list custom ONNX models.
     #[command(subcommand)]
     Model(models::ModelCommand),
+    /// Manage the secret that signs portal session and embed tokens.
+    #[command(subcommand)]
+    Jwt(JwtCommand),
     /// Load a demo partner with eight weeks of realistic events, and print its API key.
     Demo,
     /// Measure ingest and key verification against PostgreSQL's own ceiling, in a scratch database.
@@ -133,6 +136,22 @@ enum KeyCommand {
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Subcommand, Debug)]
+enum JwtCommand {
+    /// Replace the generated session signing secret in the data directory. The old one keeps
+    /// verifying the tokens it signed until they expire (a day at most), so nobody is signed
+    /// out; restart `epai serve` to sign with the new one.
+    Rotate {
+        /// Forget the old secret (and any earlier one) at once: every session and embed token
+        /// stops working. For a secret that may have leaked.
+        #[arg(long)]
+        sign_everyone_out: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -226,6 +245,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print_key(json, "API key rotated", &partner, &issued)?;
             db.close().await
         }
+        Command::Jwt(JwtCommand::Rotate {
+            sign_everyone_out,
+            json,
+        }) => rotate_jwt_secret(&global, !sign_everyone_out, json),
         Command::Demo => {
             let db = database::open_migrated(&global).await?;
             // The demo's events queue insight jobs like ingested ones, so a running server's
@@ -357,9 +380,49 @@ fn print_limits(
     Ok(())
 }
 
+fn rotate_jwt_secret(global: &GlobalArgs, keep_previous: bool, json: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        std::env::var_os("EPAI_JWT_SECRET").is_none(),
+        "EPAI_JWT_SECRET is set, so the secret is not kept in the data directory: move its value \
+         to EPAI_JWT_PREVIOUS_SECRETS and set a new EPAI_JWT_SECRET on every replica"
+    );
+    let rotation = jwt_secret::rotate(&global.data_dir, chrono::Utc::now(), keep_previous)?;
+    let kid = |secret: &jwt_secret::JwtSecret| epai_server::JwtKeys::kid_of(secret.as_bytes());
+    let new_kid = kid(&rotation.new_secret);
+    let retired_kid = rotation.retired.as_ref().map(kid);
+    let mut out = std::io::stdout().lock();
+    if json {
+        let value = serde_json::json!({
+            "kid": new_kid,
+            "retired_kid": retired_kid,
+            "retired_kept": rotation.kept,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(out, "session signing secret rotated")?;
+        writeln!(out, "  new key id:     {new_kid}")?;
+        match &retired_kid {
+            Some(retired) => writeln!(
+                out,
+                "  retired key id: {retired} (still verifies the tokens it signed, for a day at most)"
+            )?,
+            None => writeln!(
+                out,
+                "  the old secret is forgotten: every session and embed token stops working"
+            )?,
+        }
+        writeln!(out, "  Restart epai serve to sign with the new secret.")?;
+    }
+    Ok(())
+}
+
 async fn serve(global: &GlobalArgs, args: &config::ServeArgs) -> anyhow::Result<()> {
-    let secret = args.jwt_secret(&global.data_dir)?;
-    let jwt = epai_server::JwtKeys::from_secret(secret.as_bytes()).context("EPAI_JWT_SECRET")?;
+    let jwt = args.jwt_keys(&global.data_dir)?;
+    tracing::info!(
+        kid = jwt.kid(),
+        verifying = jwt.verifying_kids().count(),
+        "session tokens are signed with this key id"
+    );
     let db = database::open(global, database::Ownership::Exclusive).await?;
     db.migrate().await?;
     let models = workers::models();

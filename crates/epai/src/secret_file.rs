@@ -63,3 +63,16 @@ fn read(path: &Path, what: &str) -> io::Result<String> {
     }
     Ok(content.trim_end().to_owned())
 }
+
+/// Replaces `data_dir/file_name` with `content` (mode 0600) in one step: readers see the old
+/// text or the new, never a partial file.
+pub fn replace(data_dir: &Path, file_name: &str, content: &str) -> anyhow::Result<()> {
+    let path = data_dir.join(file_name);
+    let temporary = data_dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&temporary);
+    let written = write_private(&temporary, content).and_then(|()| fs::rename(&temporary, &path));
+    if written.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    written.with_context(|| format!("cannot write {}", path.display()))
+}

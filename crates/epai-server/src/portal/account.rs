@@ -13,7 +13,7 @@ use crate::accounts::{self, ClientContext, SignedIn};
 use crate::{ApiError, AppState};
 
 #[derive(Deserialize)]
-pub(crate) struct LoginNotice {
+pub struct LoginNotice {
     #[serde(default)]
     expired: Option<String>,
     #[serde(default)]
@@ -53,7 +53,7 @@ fn login_form(visitor: &Visitor, email: &str, message: Option<&str>, is_error: b
 }
 
 #[derive(Deserialize)]
-pub(crate) struct Credentials {
+pub struct Credentials {
     email: String,
     password: String,
 }
@@ -83,7 +83,7 @@ pub(crate) async fn signup_page(visitor: Visitor) -> Response {
 }
 
 #[derive(Deserialize, Default)]
-pub(crate) struct SignupFields {
+pub struct SignupFields {
     #[serde(default)]
     name: String,
     email: String,
@@ -161,7 +161,7 @@ pub(crate) async fn log_out(
 }
 
 #[derive(Deserialize)]
-pub(crate) struct ThemeChoice {
+pub struct ThemeChoice {
     theme: String,
     #[serde(default)]
     back: String,

@@ -25,8 +25,11 @@ use serde::de::DeserializeOwned;
 
 use crate::AppState;
 use crate::session::{SESSION_COOKIE, SessionUser};
+pub use account::{Credentials, LoginNotice, SignupFields, ThemeChoice};
 use csrf::Binding;
 pub(crate) use layout::Theme;
+pub use pages::{EventQuery, LogQuery, PlaygroundForm, SettingsFields};
+pub use webhooks::WebhookForm;
 
 /// Cookie holding the CSRF nonce of visitors who are not signed in.
 const NONCE_COOKIE: &str = "epai_csrf";
@@ -119,7 +122,7 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     )
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -238,10 +241,10 @@ impl FromRequestParts<AppState> for Member {
 
 /// A form that carries only its CSRF token.
 #[derive(Deserialize)]
-pub(crate) struct NoFields {}
+pub struct NoFields {}
 
 #[derive(Deserialize)]
-struct CsrfField {
+pub struct CsrfField {
     #[serde(default)]
     csrf: String,
 }

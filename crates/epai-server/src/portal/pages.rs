@@ -1,5 +1,6 @@
 //! The signed-in pages: dashboard, API key, logs, insights, models, events, settings, guide.
 
+use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -16,6 +17,8 @@ use uuid::Uuid;
 use super::layout::{PageError, page, when};
 use super::{CheckedForm, Member, charts};
 use crate::AppState;
+use crate::observe::ClientInfo;
+use crate::reads::{Accessor, Resource, report_foreign};
 
 /// Days before expiry from which the key page and dashboard warn.
 const EXPIRY_WARNING_DAYS: i64 = 14;
@@ -191,7 +194,7 @@ pub(crate) async fn regenerate_key(
 }
 
 #[derive(Deserialize, Default)]
-pub(crate) struct LogQuery {
+pub struct LogQuery {
     #[serde(default)]
     status: String,
     #[serde(default)]
@@ -297,17 +300,41 @@ fn pretty(value: Option<&serde_json::Value>) -> String {
     )
 }
 
+/// A page for a resource the member cannot see: reported when it is another partner's, then
+/// answered like one that does not exist.
+async fn foreign(
+    state: &AppState,
+    member: &Member,
+    client: Option<Extension<ClientInfo>>,
+    resource: Resource,
+    id: Uuid,
+) -> PageError {
+    let accessor = Accessor {
+        user: member.session.user_id,
+        partner: None,
+    };
+    report_foreign(state, accessor, client.map(|c| c.0), resource, id).await;
+    let what = match resource {
+        Resource::Insight => "insight",
+        Resource::Log => "request log",
+    };
+    PageError::new(member.visitor.clone(), StoreError::NotFound(what.into()))
+}
+
 pub(crate) async fn log_detail(
     State(state): State<AppState>,
     member: Member,
+    client: Option<Extension<ClientInfo>>,
     Path(id): Path<Uuid>,
 ) -> PageResult {
-    let log = state
+    let found = state
         .store
         .as_user(member.session.user_id, async |t| t.log(id).await)
         .await
-        .and_then(|log| log.ok_or_else(|| StoreError::NotFound("request log".into())))
         .map_err(|e| PageError::new(member.visitor.clone(), e))?;
+    let Some(log) = found else {
+        return Err(foreign(&state, &member, client, Resource::Log, id).await);
+    };
     let body = html! {
         dl.facts {
             dt { "Time" } dd { (when(log.created_at)) }
@@ -375,14 +402,17 @@ fn text_field<'a>(content: &'a serde_json::Value, name: &str) -> Option<&'a str>
 pub(crate) async fn insight_detail(
     State(state): State<AppState>,
     member: Member,
+    client: Option<Extension<ClientInfo>>,
     Path(id): Path<Uuid>,
 ) -> PageResult {
-    let insight = state
+    let found = state
         .store
         .as_user(member.session.user_id, async |t| t.insight(id).await)
         .await
-        .and_then(|i| i.ok_or_else(|| StoreError::NotFound("insight".into())))
         .map_err(|e| PageError::new(member.visitor.clone(), e))?;
+    let Some(insight) = found else {
+        return Err(foreign(&state, &member, client, Resource::Insight, id).await);
+    };
     let title = title_of(&insight);
     let body = html! {
         @if let Some(description) = text_field(&insight.content, "description") { p.lead { (description) } }
@@ -511,7 +541,7 @@ fn playground_fields(model: &str) -> Option<&'static [(&'static str, &'static st
 
 /// What the playground form posts: the model and its fields as typed in.
 #[derive(Deserialize)]
-pub(crate) struct PlaygroundForm {
+pub struct PlaygroundForm {
     model: String,
     #[serde(flatten)]
     fields: std::collections::HashMap<String, String>,
@@ -572,7 +602,7 @@ pub(crate) async fn predict_playground(
 }
 
 #[derive(Deserialize, Default)]
-pub(crate) struct EventQuery {
+pub struct EventQuery {
     #[serde(default)]
     event_type: String,
 }
@@ -657,7 +687,7 @@ fn settings_page(
 }
 
 #[derive(Deserialize)]
-pub(crate) struct SettingsFields {
+pub struct SettingsFields {
     name: String,
     email: String,
 }

@@ -143,7 +143,7 @@ pub(crate) async fn list(State(state): State<AppState>, member: Member) -> PageR
 
 /// What the add and edit forms post.
 #[derive(Deserialize)]
-pub(crate) struct WebhookForm {
+pub struct WebhookForm {
     #[serde(default)]
     url: String,
     #[serde(default)]

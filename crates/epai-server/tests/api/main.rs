@@ -6,6 +6,7 @@ mod faults;
 mod health;
 mod helpers;
 mod ingest;
+mod isolation;
 mod live_insights;
 mod portal_api;
 mod portal_pages;
