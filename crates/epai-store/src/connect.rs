@@ -56,17 +56,23 @@ impl DatabaseTarget {
     /// This target with every application connection (the pool, the ingest writers, the
     /// listeners) bounded: `connect_timeout` to connect, and `statement_timeout` (set for the
     /// session at connect time, so it costs no round trip) per statement.
+    ///
+    /// JIT compilation is off for them too: EPAI's statements are short, and PostgreSQL's
+    /// default compiles any statement estimated above a cost threshold, which for the models'
+    /// feature queries took longer than running them (BENCHMARKS.md).
     fn bounded(&self, connect_timeout: Duration, statement_timeout: Option<Duration>) -> Self {
         let mut app = self.app.clone();
         app.connect_timeout(connect_timeout);
+        let mut settings = vec!["-c jit=off".to_owned()];
         if let Some(limit) = statement_timeout.filter(|limit| !limit.is_zero()) {
-            let setting = format!("-c statement_timeout={}", limit.as_millis().max(1));
-            let options = match app.get_options() {
-                Some(existing) if !existing.is_empty() => format!("{existing} {setting}"),
-                _ => setting,
-            };
-            app.options(&options);
+            settings.push(format!("-c statement_timeout={}", limit.as_millis().max(1)));
         }
+        let settings = settings.join(" ");
+        let options = match app.get_options() {
+            Some(existing) if !existing.is_empty() => format!("{existing} {settings}"),
+            _ => settings,
+        };
+        app.options(&options);
         Self {
             admin: self.admin.clone(),
             app,

@@ -8,10 +8,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::StoreError;
+use crate::prepared::PreparedTransaction;
 use crate::queries::named_query;
 use crate::service::ServiceRole;
 use crate::tenant::Tenant;
-use deadpool_postgres::Transaction;
 
 /// Which features a model needs, so a run loads nothing more.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,7 +127,7 @@ pub struct NewInsight {
 
 /// `partner`'s daily counts per event type for the `days` days ending with `last_day`.
 async fn daily_counts(
-    tx: &Transaction<'_>,
+    tx: &PreparedTransaction<'_>,
     partner: PartnerId,
     days: u32,
     last_day: NaiveDate,

@@ -27,6 +27,7 @@ mod migrate;
 pub mod notify;
 mod partitions;
 pub mod portal;
+mod prepared;
 mod queries;
 pub mod queue;
 mod security_events;

@@ -1,5 +1,4 @@
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Transaction;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +8,7 @@ use uuid::Uuid;
 
 use crate::connect::{RecomputeOnIngest, Store};
 use crate::error::StoreError;
+use crate::prepared::PreparedTransaction;
 use crate::queries::named_query;
 use crate::tenant::PartnerRecord;
 
@@ -18,7 +18,7 @@ use crate::tenant::PartnerRecord;
 /// worker, operator commands). Each takes a partner id that the caller obtained from a verified
 /// credential or an operator's command line, never from a request body.
 pub struct ServiceRole<'a> {
-    pub(crate) tx: Transaction<'a>,
+    pub(crate) tx: PreparedTransaction<'a>,
     pub(crate) recompute: Arc<RecomputeOnIngest>,
 }
 
@@ -31,7 +31,7 @@ impl Store {
         work: impl AsyncFnOnce(&ServiceRole<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.pool.get().await?;
-        let tx = conn.transaction().await?;
+        let tx = PreparedTransaction::new(conn.transaction().await?);
         tx.execute(named_query!("tenant/enter_service_role"), &[])
             .await?;
         let service = ServiceRole {

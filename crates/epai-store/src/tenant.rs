@@ -1,17 +1,17 @@
 use chrono::{DateTime, NaiveDate, Utc};
-use deadpool_postgres::Transaction;
 use epai_domain::{AuthUserId, PartnerId};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::connect::{KeyPolicy, Store};
 use crate::error::StoreError;
+use crate::prepared::PreparedTransaction;
 use crate::queries::named_query;
 
 /// A transaction running as role `authenticated` with one user's claims: row-level security
 /// limits every statement in it to that user's partner.
 pub struct Tenant<'a> {
-    pub(crate) tx: Transaction<'a>,
+    pub(crate) tx: PreparedTransaction<'a>,
     user: AuthUserId,
     key_policy: KeyPolicy,
 }
@@ -26,7 +26,7 @@ impl Store {
         work: impl AsyncFnOnce(&Tenant<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = self.pool.get().await?;
-        let tx = conn.transaction().await?;
+        let tx = PreparedTransaction::new(conn.transaction().await?);
         let claims = serde_json::json!({ "sub": user, "role": "authenticated" }).to_string();
         tx.execute(named_query!("tenant/enter"), &[&claims]).await?;
         let tenant = Tenant {
@@ -113,8 +113,8 @@ impl Tenant<'_> {
 
     /// The transaction itself, for tests that probe the policies with their own statements.
     #[cfg(feature = "test-support")]
-    pub fn transaction(&self) -> &Transaction<'_> {
-        &self.tx
+    pub fn transaction(&self) -> &deadpool_postgres::Transaction<'_> {
+        self.tx.inner()
     }
 
     /// The user's partner; `NotFound` when the account has none.
@@ -314,28 +314,23 @@ impl Tenant<'_> {
         filter: &InsightFilter,
     ) -> Result<(Vec<InsightRecord>, i64), StoreError> {
         let (before_at, before_id) = filter.before.unzip();
-        let rows = self
-            .tx
-            .query(
-                named_query!("insights/list"),
-                &[
-                    &filter.model,
-                    &filter.since,
-                    &before_at,
-                    &before_id,
-                    &filter.limit,
-                    &filter.offset,
-                ],
-            )
-            .await?;
-        let total: i64 = self
-            .tx
-            .query_one(
-                named_query!("insights/count"),
-                &[&filter.model, &filter.since],
-            )
-            .await?
-            .get(0);
+        let list_params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+            &filter.model,
+            &filter.since,
+            &before_at,
+            &before_id,
+            &filter.limit,
+            &filter.offset,
+        ];
+        let count_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+            [&filter.model, &filter.since];
+        // Both statements go out together (pipelined on the connection): one round trip.
+        let (rows, total) = tokio::try_join!(
+            self.tx.query(named_query!("insights/list"), &list_params),
+            self.tx
+                .query_one(named_query!("insights/count"), &count_params),
+        )?;
+        let total: i64 = total.get(0);
         Ok((rows.iter().map(InsightRecord::from_row).collect(), total))
     }
 

@@ -1,5 +1,5 @@
-//! `ingestion_event_daily_counts` (migration 13) always equals a count of the stored events per
-//! partner, UTC day of ingestion and event type: under concurrent group commits, multi-row
+//! `ingestion_event_daily_counts` (migrations 13 and 14) always equals a count of the stored
+//! events per partner, UTC day of ingestion, event type and UTC day of occurrence: under concurrent group commits, multi-row
 //! inserts, updates and deletes, and through retention (partition drops, default-partition
 //! purges) and TRUNCATE. The usage summary reads it.
 
@@ -15,20 +15,20 @@ use uuid::Uuid;
 
 use crate::support::*;
 
-type Counts = BTreeMap<(Uuid, NaiveDate, String), i64>;
+type Counts = BTreeMap<(Uuid, NaiveDate, String, NaiveDate), i64>;
 
 /// The maintained counts, slots summed, days whose sum is zero left out.
 async fn maintained(admin: &Client) -> Counts {
     admin
         .query(
-            "SELECT partner_id, day, event_type, sum(events)::bigint
-             FROM ingestion_event_daily_counts GROUP BY 1, 2, 3 HAVING sum(events) <> 0",
+            "SELECT partner_id, day, event_type, occurred_day, sum(events)::bigint
+             FROM ingestion_event_daily_counts GROUP BY 1, 2, 3, 4 HAVING sum(events) <> 0",
             &[],
         )
         .await
         .unwrap()
         .iter()
-        .map(|r| ((r.get(0), r.get(1), r.get(2)), r.get(3)))
+        .map(|r| ((r.get(0), r.get(1), r.get(2), r.get(3)), r.get(4)))
         .collect()
 }
 
@@ -36,14 +36,15 @@ async fn maintained(admin: &Client) -> Counts {
 async fn counted(admin: &Client) -> Counts {
     admin
         .query(
-            "SELECT partner_id, (created_at AT TIME ZONE 'UTC')::date, event_type, count(*)
-             FROM ingestion_events WHERE partner_id IS NOT NULL GROUP BY 1, 2, 3",
+            "SELECT partner_id, (created_at AT TIME ZONE 'UTC')::date, event_type,
+                    (occurred_at AT TIME ZONE 'UTC')::date, count(*)
+             FROM ingestion_events WHERE partner_id IS NOT NULL GROUP BY 1, 2, 3, 4",
             &[],
         )
         .await
         .unwrap()
         .iter()
-        .map(|r| ((r.get(0), r.get(1), r.get(2)), r.get(3)))
+        .map(|r| ((r.get(0), r.get(1), r.get(2), r.get(3)), r.get(4)))
         .collect()
 }
 
@@ -130,10 +131,11 @@ async fn counts_stay_exact_under_concurrent_group_commits_inserts_updates_and_de
                 )
                 .await
                 .unwrap();
-                // Moves events to another type and another day (and another partition): both
-                // the old and the new count change.
+                // Moves events to another type, day of ingestion (and partition) and day of
+                // occurrence: both the old and the new count change.
                 sql.execute(
-                    "UPDATE ingestion_events SET event_type = 'moved', created_at = created_at - interval '40 days'
+                    "UPDATE ingestion_events SET event_type = 'moved', created_at = created_at - interval '40 days',
+                                                 occurred_at = occurred_at - interval '3 days'
                      WHERE id IN (SELECT id FROM ingestion_events
                                   WHERE partner_id = $1 AND (data->>'writer')::int = $2
                                     AND event_type <> 'moved' LIMIT 3)",
@@ -153,7 +155,7 @@ async fn counts_stay_exact_under_concurrent_group_commits_inserts_updates_and_de
 
     let rows = assert_counts_exact(&admin, "after concurrent writes").await;
     assert!(
-        rows.keys().any(|(_, _, t)| t == "moved") && rows.len() > 10,
+        rows.keys().any(|(_, _, t, _)| t == "moved") && rows.len() > 10,
         "the workload wrote several days and types: {rows:?}"
     );
     let slots: i64 = admin
@@ -257,7 +259,7 @@ async fn retention_keeps_the_counts_equal_to_the_events_left() {
     assert!(partitions_after < partitions_before);
 
     let rows = assert_counts_exact(&admin, "after dropping and purging expired events").await;
-    let days: Vec<NaiveDate> = rows.keys().map(|(_, day, _)| *day).collect();
+    let days: Vec<NaiveDate> = rows.keys().map(|(_, day, _, _)| *day).collect();
     assert_eq!(
         days,
         [NaiveDate::from_ymd_opt(2026, 5, 28).unwrap()],
