@@ -3,6 +3,12 @@
 //! request. Throughput is bound by rows per commit, not by one commit per request, and an
 //! acknowledged event is still a committed one.
 //!
+//! Small commits take turns: while one is in flight, the next writer gathers the requests that
+//! arrive meanwhile and starts once it ends (or once it holds enough rows to be worth a commit
+//! of its own). Otherwise idle writers would each take the first request they see, and on a
+//! busy CPU many commits of a few rows cost far more than a few of many rows. Large requests
+//! (batches) run alongside, up to one per writer.
+//!
 //! Each writer keeps its own connection acting as `service_role` for the whole session, with
 //! the INSERT prepared once: a commit is then a single round trip (one autocommitted
 //! statement) instead of begin, role switch, insert and commit.
@@ -14,7 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_postgres::{Client, NoTls, Statement};
 
@@ -29,6 +35,10 @@ pub struct IngestOptions {
     pub writers: usize,
     /// Most events stored by one statement.
     pub max_rows_per_commit: usize,
+    /// A commit of fewer events waits for the small commit in flight before it starts, and
+    /// takes the requests that arrived meanwhile along; 0 never waits (more commits of fewer
+    /// rows, which only pays when the disk's flush latency, not the CPU, is the limit).
+    pub coalesce_rows: usize,
     /// Requests waiting for a writer; beyond that the writer reports `Unavailable` (back-pressure).
     pub queue_capacity: usize,
     /// How long a writer waits for a commit before it gives up on its connection (a server that
@@ -41,6 +51,7 @@ impl Default for IngestOptions {
         Self {
             writers: 8,
             max_rows_per_commit: 5000,
+            coalesce_rows: 100,
             queue_capacity: 10_000,
             commit_timeout: Duration::from_secs(30),
         }
@@ -63,7 +74,12 @@ impl IngestWriter {
     /// and the queue is drained; await the returned set to know that everything is stored.
     pub fn start(store: Store, options: IngestOptions) -> (Self, JoinSet<()>) {
         let (jobs, queue) = mpsc::channel(options.queue_capacity.max(1));
-        let queue = Arc::new(Mutex::new(queue));
+        let queue = Arc::new(Queue {
+            jobs: Mutex::new(queue),
+            max_rows: options.max_rows_per_commit.max(1),
+            coalesce_rows: options.coalesce_rows,
+            small_commits: watch::Sender::new(0),
+        });
         let mut writers = JoinSet::new();
         for _ in 0..options.writers.max(1) {
             writers.spawn(write_batches(
@@ -74,31 +90,45 @@ impl IngestWriter {
                     connection: None,
                 },
                 queue.clone(),
-                options.max_rows_per_commit.max(1),
             ));
         }
         (Self { jobs }, writers)
     }
 
-    /// Stores `events` (all or none) and returns once they are committed.
-    pub async fn write(&self, events: Vec<NewEvent>) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
+    /// Stores `events` (all or none); the returned future ends once they are committed.
+    ///
+    /// The events are queued by the call itself, not when the future is first polled:
+    /// requests are committed in the order of their calls.
+    pub fn write(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let queued = if events.is_empty() {
+            None
+        } else {
+            let (done, committed) = oneshot::channel();
+            Some(
+                self.jobs
+                    .try_send(Job { events, done })
+                    .map(|()| committed)
+                    .map_err(|e| match e {
+                        mpsc::error::TrySendError::Full(_) => {
+                            StoreError::Unavailable("the ingest queue is full".into())
+                        }
+                        mpsc::error::TrySendError::Closed(_) => {
+                            StoreError::Unavailable("the server is shutting down".into())
+                        }
+                    }),
+            )
+        };
+        async move {
+            let Some(committed) = queued.transpose()? else {
+                return Ok(());
+            };
+            committed
+                .await
+                .map_err(|_| StoreError::Unavailable("the ingest writer stopped".into()))?
         }
-        let (done, committed) = oneshot::channel();
-        self.jobs
-            .try_send(Job { events, done })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => {
-                    StoreError::Unavailable("the ingest queue is full".into())
-                }
-                mpsc::error::TrySendError::Closed(_) => {
-                    StoreError::Unavailable("the server is shutting down".into())
-                }
-            })?;
-        committed
-            .await
-            .map_err(|_| StoreError::Unavailable("the ingest writer stopped".into()))?
     }
 
     /// Requests waiting for a writer, for metrics.
@@ -107,30 +137,71 @@ impl IngestWriter {
     }
 }
 
-async fn write_batches(
-    mut session: WriterSession,
-    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+/// The requests waiting for a writer, and what the writers share to coalesce them.
+struct Queue {
+    jobs: Mutex<mpsc::Receiver<Job>>,
     max_rows: usize,
-) {
-    loop {
-        let batch = {
-            let mut queue = queue.lock().await;
-            let Some(first) = queue.recv().await else {
-                return;
-            };
-            let mut rows = first.events.len();
-            let mut batch = vec![first];
-            while rows < max_rows {
-                match queue.try_recv() {
-                    Ok(job) => {
+    coalesce_rows: usize,
+    /// Commits in flight of fewer than `coalesce_rows` rows.
+    small_commits: watch::Sender<usize>,
+}
+
+/// Counts a small commit as in flight until dropped (also when its writer is cancelled).
+struct SmallCommit<'a>(&'a watch::Sender<usize>);
+
+impl<'a> SmallCommit<'a> {
+    fn start(small_commits: &'a watch::Sender<usize>) -> Self {
+        small_commits.send_modify(|n| *n += 1);
+        Self(small_commits)
+    }
+}
+
+impl Drop for SmallCommit<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+impl Queue {
+    /// The next requests to commit together, or `None` once the queue is closed and empty.
+    /// Only one writer gathers at a time; a small batch waits for the small commit in flight
+    /// (see the module's comment) before it is handed out.
+    async fn next_batch(&self) -> Option<(Vec<Job>, Option<SmallCommit<'_>>)> {
+        let mut jobs = self.jobs.lock().await;
+        let first = jobs.recv().await?;
+        let mut rows = first.events.len();
+        let mut batch = vec![first];
+        let mut small_commits = self.small_commits.subscribe();
+        loop {
+            while rows < self.max_rows {
+                let Ok(job) = jobs.try_recv() else { break };
+                rows += job.events.len();
+                batch.push(job);
+            }
+            if rows >= self.max_rows.min(self.coalesce_rows)
+                || *small_commits.borrow_and_update() == 0
+            {
+                break;
+            }
+            tokio::select! {
+                job = jobs.recv() => match job {
+                    Some(job) => {
                         rows += job.events.len();
                         batch.push(job);
                     }
-                    Err(_) => break,
-                }
+                    None => break,
+                },
+                // The sender lives in `self`: this only ends on a change of the count.
+                _ = small_commits.changed() => {}
             }
-            batch
-        };
+        }
+        let small = (rows < self.coalesce_rows).then(|| SmallCommit::start(&self.small_commits));
+        Some((batch, small))
+    }
+}
+
+async fn write_batches(mut session: WriterSession, queue: Arc<Queue>) {
+    while let Some((batch, _small)) = queue.next_batch().await {
         commit(&mut session, batch).await;
     }
 }

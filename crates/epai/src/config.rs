@@ -203,6 +203,12 @@ pub struct ServeArgs {
     #[arg(long, env = "EPAI_INGEST_WRITERS", default_value_t = IngestOptions::default().writers)]
     pub ingest_writers: usize,
 
+    /// A group commit of fewer events waits for the small one in flight and takes the requests
+    /// that arrived meanwhile along; 0 never waits (for a disk whose flush, not the CPU, is
+    /// the limit).
+    #[arg(long, env = "EPAI_INGEST_COALESCE_ROWS", default_value_t = IngestOptions::default().coalesce_rows)]
+    pub ingest_coalesce_rows: usize,
+
     /// Seconds between partition maintenance passes (creating months ahead, dropping expired
     /// ones); 0 leaves it to `epai maintenance`.
     #[arg(
@@ -294,6 +300,7 @@ impl ServeArgs {
             ingest: IngestOptions {
                 queue_capacity: self.ingest_queue.max(1),
                 writers: self.ingest_writers.max(1),
+                coalesce_rows: self.ingest_coalesce_rows,
                 // A writer waiting longer would be answering requests already abandoned.
                 commit_timeout: request_timeout,
                 ..defaults.ingest

@@ -5,6 +5,7 @@ mod daily_counts;
 mod embedded;
 mod features;
 mod functions;
+mod group_commit;
 mod isolation;
 mod limits;
 mod partitions;

@@ -1,0 +1,147 @@
+//! How the ingest writers group requests into commits: small commits take turns so the
+//! requests arriving meanwhile share the next one; large ones run alongside.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use epai_domain::PartnerId;
+use epai_store::testing::TestDatabase;
+use epai_store::{IngestOptions, IngestWriter, NewEvent};
+use tokio_postgres::Client;
+use uuid::Uuid;
+
+use crate::support::*;
+
+fn click(partner: PartnerId) -> NewEvent {
+    NewEvent {
+        id: Uuid::now_v7(),
+        partner_id: partner,
+        event_type: "click".into(),
+        data: serde_json::json!({}),
+        source: "test".into(),
+        version: "1".into(),
+        metadata: None,
+        occurred_at: Utc::now(),
+        created_at: None,
+    }
+}
+
+/// Waits until `waiting` sessions of this database wait for a lock; fails after 20 s.
+async fn eventually_waiting(admin: &Client, waiting: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now_waiting: i64 = admin
+            .query_one(
+                "SELECT count(DISTINCT pid) FROM pg_locks
+                 WHERE NOT granted
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if now_waiting >= waiting {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{now_waiting} sessions wait for the lock, not {waiting}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Transactions that stored the partner's events.
+async fn commits_of(admin: &Client, partner: PartnerId) -> Vec<i64> {
+    admin
+        .query(
+            "SELECT count(*) FROM ingestion_events WHERE partner_id = $1
+             GROUP BY xmin::text ORDER BY count(*)",
+            &[&partner.as_uuid()],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+fn writers(coalesce_rows: usize) -> IngestOptions {
+    IngestOptions {
+        writers: 4,
+        coalesce_rows,
+        ..IngestOptions::default()
+    }
+}
+
+async fn requests_during_one_small_commit(coalesce_rows: usize) -> Vec<i64> {
+    let db = TestDatabase::migrated().await;
+    let store = db.store();
+    let acme = create_partner(&store, "Acme").await;
+    let (writer, writers) = IngestWriter::start(store, writers(coalesce_rows));
+    let mut admin = db.admin().await;
+    let blocker = admin.transaction().await.unwrap();
+    blocker
+        .batch_execute("LOCK TABLE ingestion_events IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let first = writer.write(vec![click(acme.id)]);
+    eventually_waiting(&db.admin().await, 1).await;
+    // One at a time, each taken by a writer before the next arrives: an idle writer could
+    // start a commit of its own for every one.
+    let mut meanwhile = Vec::new();
+    for _ in 0..3 {
+        meanwhile.push(writer.write(vec![click(acme.id)]));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while writer.queue_depth() > 0 {
+            assert!(Instant::now() < deadline, "no writer takes the request");
+            tokio::task::yield_now().await;
+        }
+    }
+    blocker.rollback().await.unwrap();
+
+    first.await.unwrap();
+    for request in meanwhile {
+        request.await.unwrap();
+    }
+    drop(writer);
+    writers.join_all().await;
+    commits_of(&db.admin().await, acme.id).await
+}
+
+#[tokio::test]
+async fn requests_arriving_during_a_small_commit_share_the_next_one() {
+    assert_eq!(requests_during_one_small_commit(100).await, [1, 3]);
+}
+
+#[tokio::test]
+async fn without_coalescing_idle_writers_commit_requests_on_their_own() {
+    assert_eq!(requests_during_one_small_commit(0).await, [1, 1, 1, 1]);
+}
+
+#[tokio::test]
+async fn a_large_request_does_not_wait_for_the_small_commit_in_flight() {
+    let db = TestDatabase::migrated().await;
+    let store = db.store();
+    let acme = create_partner(&store, "Acme").await;
+    let (writer, writers) = IngestWriter::start(store, writers(100));
+    let mut admin = db.admin().await;
+    let blocker = admin.transaction().await.unwrap();
+    blocker
+        .batch_execute("LOCK TABLE ingestion_events IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let watcher = db.admin().await;
+    let small = writer.write(vec![click(acme.id)]);
+    eventually_waiting(&watcher, 1).await;
+    let large = writer.write((0..150).map(|_| click(acme.id)).collect());
+    // Two commits wait for the table at once: the large one did not queue behind the small.
+    eventually_waiting(&watcher, 2).await;
+    blocker.rollback().await.unwrap();
+
+    small.await.unwrap();
+    large.await.unwrap();
+    drop(writer);
+    writers.join_all().await;
+    assert_eq!(commits_of(&watcher, acme.id).await, [1, 150]);
+}
