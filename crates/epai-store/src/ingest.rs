@@ -3,8 +3,9 @@
 //! request. Throughput is bound by rows per commit, not by one commit per request, and an
 //! acknowledged event is still a committed one.
 //!
-//! Small commits take turns: while one is in flight, the next writer gathers the requests that
-//! arrive meanwhile and starts once it ends (or once it holds enough rows to be worth a commit
+//! Small commits take turns: while `small_commits` of them (two by default: one executing while
+//! the other waits for its flush) are in flight, the next writer gathers the requests that
+//! arrive meanwhile and starts once one ends (or once it holds enough rows to be worth a commit
 //! of its own). Otherwise idle writers would each take the first request they see, and on a
 //! busy CPU many commits of a few rows cost far more than a few of many rows. Large requests
 //! (batches) run alongside, up to one per writer.
@@ -35,10 +36,12 @@ pub struct IngestOptions {
     pub writers: usize,
     /// Most events stored by one statement.
     pub max_rows_per_commit: usize,
-    /// A commit of fewer events waits for the small commit in flight before it starts, and
+    /// A commit of fewer events waits while `small_commits` such commits are in flight, and
     /// takes the requests that arrived meanwhile along; 0 never waits (more commits of fewer
     /// rows, which only pays when the disk's flush latency, not the CPU, is the limit).
     pub coalesce_rows: usize,
+    /// Small commits in flight at once; the next one waits for one of them to end.
+    pub small_commits: usize,
     /// Requests waiting for a writer; beyond that the writer reports `Unavailable` (back-pressure).
     pub queue_capacity: usize,
     /// How long a writer waits for a commit before it gives up on its connection (a server that
@@ -52,6 +55,7 @@ impl Default for IngestOptions {
             writers: 8,
             max_rows_per_commit: 5000,
             coalesce_rows: 100,
+            small_commits: 2,
             queue_capacity: 10_000,
             commit_timeout: Duration::from_secs(30),
         }
@@ -78,6 +82,7 @@ impl IngestWriter {
             jobs: Mutex::new(queue),
             max_rows: options.max_rows_per_commit.max(1),
             coalesce_rows: options.coalesce_rows,
+            small_commit_limit: options.small_commits.max(1),
             small_commits: watch::Sender::new(0),
         });
         let mut writers = JoinSet::new();
@@ -142,6 +147,7 @@ struct Queue {
     jobs: Mutex<mpsc::Receiver<Job>>,
     max_rows: usize,
     coalesce_rows: usize,
+    small_commit_limit: usize,
     /// Commits in flight of fewer than `coalesce_rows` rows.
     small_commits: watch::Sender<usize>,
 }
@@ -164,8 +170,8 @@ impl Drop for SmallCommit<'_> {
 
 impl Queue {
     /// The next requests to commit together, or `None` once the queue is closed and empty.
-    /// Only one writer gathers at a time; a small batch waits for the small commit in flight
-    /// (see the module's comment) before it is handed out.
+    /// Only one writer gathers at a time; a small batch waits while the limit of small commits
+    /// is in flight (see the module's comment) before it is handed out.
     async fn next_batch(&self) -> Option<(Vec<Job>, Option<SmallCommit<'_>>)> {
         let mut jobs = self.jobs.lock().await;
         let first = jobs.recv().await?;
@@ -179,7 +185,7 @@ impl Queue {
                 batch.push(job);
             }
             if rows >= self.max_rows.min(self.coalesce_rows)
-                || *small_commits.borrow_and_update() == 0
+                || *small_commits.borrow_and_update() < self.small_commit_limit
             {
                 break;
             }

@@ -203,11 +203,16 @@ pub struct ServeArgs {
     #[arg(long, env = "EPAI_INGEST_WRITERS", default_value_t = IngestOptions::default().writers)]
     pub ingest_writers: usize,
 
-    /// A group commit of fewer events waits for the small one in flight and takes the requests
-    /// that arrived meanwhile along; 0 never waits (for a disk whose flush, not the CPU, is
-    /// the limit).
+    /// A group commit of fewer events waits while `--ingest-small-commits` such commits are in
+    /// flight and takes the requests that arrived meanwhile along; 0 never waits (for a disk
+    /// whose flush, not the CPU, is the limit).
     #[arg(long, env = "EPAI_INGEST_COALESCE_ROWS", default_value_t = IngestOptions::default().coalesce_rows)]
     pub ingest_coalesce_rows: usize,
+
+    /// Group commits of fewer than `--ingest-coalesce-rows` events in flight at once; the next
+    /// one waits for one of them to end.
+    #[arg(long, env = "EPAI_INGEST_SMALL_COMMITS", default_value_t = IngestOptions::default().small_commits)]
+    pub ingest_small_commits: usize,
 
     /// Seconds between partition maintenance passes (creating months ahead, dropping expired
     /// ones); 0 leaves it to `epai maintenance`.
@@ -301,6 +306,7 @@ impl ServeArgs {
                 queue_capacity: self.ingest_queue.max(1),
                 writers: self.ingest_writers.max(1),
                 coalesce_rows: self.ingest_coalesce_rows,
+                small_commits: self.ingest_small_commits.max(1),
                 // A writer waiting longer would be answering requests already abandoned.
                 commit_timeout: request_timeout,
                 ..defaults.ingest

@@ -1,4 +1,4 @@
-//! How the ingest writers group requests into commits: small commits take turns so the
+//! How the ingest writers group requests into commits: a few small commits at a time, so the
 //! requests arriving meanwhile share the next one; large ones run alongside.
 
 use std::time::{Duration, Instant};
@@ -66,32 +66,43 @@ async fn commits_of(admin: &Client, partner: PartnerId) -> Vec<i64> {
         .collect()
 }
 
-fn writers(coalesce_rows: usize) -> IngestOptions {
+fn writers(coalesce_rows: usize, small_commits: usize) -> IngestOptions {
     IngestOptions {
         writers: 4,
         coalesce_rows,
+        small_commits,
         ..IngestOptions::default()
     }
 }
 
-async fn requests_during_one_small_commit(coalesce_rows: usize) -> Vec<i64> {
+/// Commits of requests sent while the table is locked: first as many as may be in flight
+/// (each waits for the lock before the next is sent), then three more.
+async fn requests_during_small_commits(options: IngestOptions) -> Vec<i64> {
     let db = TestDatabase::migrated().await;
     let store = db.store();
     let acme = create_partner(&store, "Acme").await;
-    let (writer, writers) = IngestWriter::start(store, writers(coalesce_rows));
+    let (writer, writers) = IngestWriter::start(store, options);
     let mut admin = db.admin().await;
     let blocker = admin.transaction().await.unwrap();
     blocker
         .batch_execute("LOCK TABLE ingestion_events IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let first = writer.write(vec![click(acme.id)]);
-    eventually_waiting(&db.admin().await, 1).await;
+    let watcher = db.admin().await;
+    let in_flight = if options.coalesce_rows == 0 {
+        1
+    } else {
+        options.small_commits
+    };
+    let mut requests = Vec::new();
+    for waiting in 1..=in_flight {
+        requests.push(writer.write(vec![click(acme.id)]));
+        eventually_waiting(&watcher, waiting as i64).await;
+    }
     // One at a time, each taken by a writer before the next arrives: an idle writer could
     // start a commit of its own for every one.
-    let mut meanwhile = Vec::new();
     for _ in 0..3 {
-        meanwhile.push(writer.write(vec![click(acme.id)]));
+        requests.push(writer.write(vec![click(acme.id)]));
         let deadline = Instant::now() + Duration::from_secs(20);
         while writer.queue_depth() > 0 {
             assert!(Instant::now() < deadline, "no writer takes the request");
@@ -100,23 +111,33 @@ async fn requests_during_one_small_commit(coalesce_rows: usize) -> Vec<i64> {
     }
     blocker.rollback().await.unwrap();
 
-    first.await.unwrap();
-    for request in meanwhile {
+    for request in requests {
         request.await.unwrap();
     }
     drop(writer);
     writers.join_all().await;
-    commits_of(&db.admin().await, acme.id).await
+    commits_of(&watcher, acme.id).await
 }
 
 #[tokio::test]
 async fn requests_arriving_during_a_small_commit_share_the_next_one() {
-    assert_eq!(requests_during_one_small_commit(100).await, [1, 3]);
+    assert_eq!(requests_during_small_commits(writers(100, 1)).await, [1, 3]);
+}
+
+#[tokio::test]
+async fn the_next_small_commit_waits_only_once_the_limit_is_in_flight() {
+    assert_eq!(
+        requests_during_small_commits(writers(100, 2)).await,
+        [1, 1, 3]
+    );
 }
 
 #[tokio::test]
 async fn without_coalescing_idle_writers_commit_requests_on_their_own() {
-    assert_eq!(requests_during_one_small_commit(0).await, [1, 1, 1, 1]);
+    assert_eq!(
+        requests_during_small_commits(writers(0, 1)).await,
+        [1, 1, 1, 1]
+    );
 }
 
 #[tokio::test]
@@ -124,7 +145,7 @@ async fn a_large_request_does_not_wait_for_the_small_commit_in_flight() {
     let db = TestDatabase::migrated().await;
     let store = db.store();
     let acme = create_partner(&store, "Acme").await;
-    let (writer, writers) = IngestWriter::start(store, writers(100));
+    let (writer, writers) = IngestWriter::start(store, writers(100, 1));
     let mut admin = db.admin().await;
     let blocker = admin.transaction().await.unwrap();
     blocker
