@@ -432,14 +432,15 @@ pub async fn original_insights(
     let shaped: Vec<Value> = insights
         .iter()
         .map(|i| {
+            let content = i.content.to_value();
             json!({
                 "id": i.id,
                 "model_id": i.model_id,
                 "content": {
-                    "title": i.content.get("title"),
-                    "description": i.content.get("description"),
-                    "confidence": i.content.get("confidence"),
-                    "recommendation": i.content.get("recommendation"),
+                    "title": content.get("title"),
+                    "description": content.get("description"),
+                    "confidence": content.get("confidence"),
+                    "recommendation": content.get("recommendation"),
                 },
                 "created_at": i.created_at,
             })

@@ -32,6 +32,7 @@ mod queries;
 pub mod queue;
 mod security_events;
 mod service;
+mod stored_json;
 mod tenant;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -54,6 +55,7 @@ pub use partitions::{PARTITIONED_TABLES, PartitionAction, PartitionChange, Reten
 pub use queue::{ClaimedJob, FailedJob};
 pub use security_events::LoginFailures;
 pub use service::{IdempotencyClaim, NewEvent, NewPartner, ServiceRole, StoredKey};
+pub use stored_json::StoredJson;
 pub use tenant::{
     ApiKeyStatus, EventFilter, EventRecord, InsightFilter, InsightRecord, LogDetail, LogEntry,
     ModelRecord, PartnerRecord, Tenant, UsageDay, UsageTotals,

@@ -7,6 +7,7 @@ use crate::connect::{KeyPolicy, Store};
 use crate::error::StoreError;
 use crate::prepared::PreparedTransaction;
 use crate::queries::named_query;
+use crate::stored_json::StoredJson;
 
 /// A transaction running as role `authenticated` with one user's claims: row-level security
 /// limits every statement in it to that user's partner.
@@ -239,9 +240,9 @@ pub struct InsightRecord {
     pub model_name: Option<String>,
     /// `title`, `description`, `confidence` (0..1), `recommendation`, and the model's numbers.
     #[schema(value_type = Object)]
-    pub content: serde_json::Value,
+    pub content: StoredJson,
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<StoredJson>,
     pub created_at: Option<DateTime<Utc>>,
     /// When a model last recomputed it (equal to `created_at` until then).
     pub updated_at: DateTime<Utc>,

@@ -29,6 +29,7 @@ type PageResult = Result<Response, PageError>;
 fn title_of(insight: &InsightRecord) -> String {
     insight
         .content
+        .to_value()
         .get("title")
         .and_then(|t| t.as_str())
         .unwrap_or("Untitled insight")
@@ -40,7 +41,7 @@ fn model_of(insight: &InsightRecord) -> String {
     insight
         .model_name
         .clone()
-        .or_else(|| text_field(&insight.content, "model").map(str::to_owned))
+        .or_else(|| text_field(&insight.content.to_value(), "model").map(str::to_owned))
         .unwrap_or_default()
 }
 
@@ -373,7 +374,7 @@ pub(crate) async fn insights(State(state): State<AppState>, member: Member) -> P
                             tr {
                                 td { a href={ "/portal/insights/" (insight.id) } { (title_of(insight)) } }
                                 td { (model_of(insight)) }
-                                td { (confidence_text(&insight.content)) }
+                                td { (confidence_text(&insight.content.to_value())) }
                                 td { (when(insight.created_at)) }
                             }
                         }
@@ -414,18 +415,19 @@ pub(crate) async fn insight_detail(
         return Err(foreign(&state, &member, client, Resource::Insight, id).await);
     };
     let title = title_of(&insight);
+    let content = insight.content.to_value();
     let body = html! {
-        @if let Some(description) = text_field(&insight.content, "description") { p.lead { (description) } }
+        @if let Some(description) = text_field(&content, "description") { p.lead { (description) } }
         dl.facts {
             dt { "Model" } dd { (model_of(&insight)) }
-            dt { "Confidence" } dd { (confidence_text(&insight.content)) }
+            dt { "Confidence" } dd { (confidence_text(&content)) }
             dt { "Created" } dd { (when(insight.created_at)) }
         }
-        @if let Some(recommendation) = text_field(&insight.content, "recommendation") {
+        @if let Some(recommendation) = text_field(&content, "recommendation") {
             h2 { "Recommendation" }
             p { (recommendation) }
         }
-        @if let Some(chart) = charts::insight(&insight.content) {
+        @if let Some(chart) = charts::insight(&content) {
             h2 { "Chart" }
             (chart)
         }
