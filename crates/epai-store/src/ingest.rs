@@ -3,8 +3,8 @@
 //! request. Throughput is bound by rows per commit, not by one commit per request, and an
 //! acknowledged event is still a committed one.
 //!
-//! Small commits take turns: while `small_commits` of them (two by default: one executing while
-//! the other waits for its flush) are in flight, the next writer gathers the requests that
+//! Small commits take turns: while `small_commits` of them (three by default: one executing while
+//! others wait for their flush) are in flight, the next writer gathers the requests that
 //! arrive meanwhile and starts once one ends (or once it holds enough rows to be worth a commit
 //! of its own). Otherwise idle writers would each take the first request they see, and on a
 //! busy CPU many commits of a few rows cost far more than a few of many rows. Large requests
@@ -55,7 +55,7 @@ impl Default for IngestOptions {
             writers: 8,
             max_rows_per_commit: 5000,
             coalesce_rows: 100,
-            small_commits: 2,
+            small_commits: 3,
             queue_capacity: 10_000,
             commit_timeout: Duration::from_secs(30),
         }
