@@ -26,10 +26,10 @@ const LOGS_PER_PAGE: i64 = 25;
 
 type PageResult = Result<Response, PageError>;
 
-fn title_of(insight: &InsightRecord) -> String {
-    insight
-        .content
-        .to_value()
+/// `content` is the insight's content as a tree (`insight.content.to_value()`), parsed once per
+/// insight by the caller.
+fn title_of(content: &serde_json::Value) -> String {
+    content
         .get("title")
         .and_then(|t| t.as_str())
         .unwrap_or("Untitled insight")
@@ -37,11 +37,11 @@ fn title_of(insight: &InsightRecord) -> String {
 }
 
 /// The model's name from the catalogue, else the name the content carries.
-fn model_of(insight: &InsightRecord) -> String {
+fn model_of(insight: &InsightRecord, content: &serde_json::Value) -> String {
     insight
         .model_name
         .clone()
-        .or_else(|| text_field(&insight.content.to_value(), "model").map(str::to_owned))
+        .or_else(|| text_field(content, "model").map(str::to_owned))
         .unwrap_or_default()
 }
 
@@ -112,7 +112,7 @@ pub(crate) async fn dashboard(State(state): State<AppState>, member: Member) -> 
             } @else {
                 ul.insights {
                     @for insight in &insights {
-                        li { a href={ "/portal/insights/" (insight.id) } { (title_of(insight)) } " · " (when(insight.created_at)) }
+                        li { a href={ "/portal/insights/" (insight.id) } { (title_of(&insight.content.to_value())) } " · " (when(insight.created_at)) }
                     }
                 }
             }
@@ -371,10 +371,11 @@ pub(crate) async fn insights(State(state): State<AppState>, member: Member) -> P
                     thead { tr { th scope="col" { "Insight" } th scope="col" { "Model" } th scope="col" { "Confidence" } th scope="col" { "Created" } } }
                     tbody {
                         @for insight in &insights {
+                            @let content = insight.content.to_value();
                             tr {
-                                td { a href={ "/portal/insights/" (insight.id) } { (title_of(insight)) } }
-                                td { (model_of(insight)) }
-                                td { (confidence_text(&insight.content.to_value())) }
+                                td { a href={ "/portal/insights/" (insight.id) } { (title_of(&content)) } }
+                                td { (model_of(insight, &content)) }
+                                td { (confidence_text(&content)) }
                                 td { (when(insight.created_at)) }
                             }
                         }
@@ -414,12 +415,12 @@ pub(crate) async fn insight_detail(
     let Some(insight) = found else {
         return Err(foreign(&state, &member, client, Resource::Insight, id).await);
     };
-    let title = title_of(&insight);
     let content = insight.content.to_value();
+    let title = title_of(&content);
     let body = html! {
         @if let Some(description) = text_field(&content, "description") { p.lead { (description) } }
         dl.facts {
-            dt { "Model" } dd { (model_of(&insight)) }
+            dt { "Model" } dd { (model_of(&insight, &content)) }
             dt { "Confidence" } dd { (confidence_text(&content)) }
             dt { "Created" } dd { (when(insight.created_at)) }
         }
