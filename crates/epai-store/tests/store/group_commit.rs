@@ -3,28 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use epai_domain::PartnerId;
 use epai_store::testing::TestDatabase;
-use epai_store::{IngestOptions, IngestWriter, NewEvent};
+use epai_store::{IngestOptions, IngestWriter};
 use tokio_postgres::Client;
-use uuid::Uuid;
 
 use crate::support::*;
-
-fn click(partner: PartnerId) -> NewEvent {
-    NewEvent {
-        id: Uuid::now_v7(),
-        partner_id: partner,
-        event_type: "click".into(),
-        data: serde_json::json!({}),
-        source: "test".into(),
-        version: "1".into(),
-        metadata: None,
-        occurred_at: Utc::now(),
-        created_at: None,
-    }
-}
 
 /// Waits until `waiting` sessions of this database wait for a lock; fails after 20 s.
 async fn eventually_waiting(admin: &Client, waiting: i64) {
@@ -83,11 +67,7 @@ async fn requests_during_small_commits(options: IngestOptions) -> Vec<i64> {
     let acme = create_partner(&store, "Acme").await;
     let (writer, writers) = IngestWriter::start(store, options);
     let mut admin = db.admin().await;
-    let blocker = admin.transaction().await.unwrap();
-    blocker
-        .batch_execute("LOCK TABLE ingestion_events IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let blocker = lock_ingestion_events(&mut admin).await;
     let watcher = db.admin().await;
     let in_flight = if options.coalesce_rows == 0 {
         1
@@ -147,11 +127,7 @@ async fn a_large_request_does_not_wait_for_the_small_commit_in_flight() {
     let acme = create_partner(&store, "Acme").await;
     let (writer, writers) = IngestWriter::start(store, writers(100, 1));
     let mut admin = db.admin().await;
-    let blocker = admin.transaction().await.unwrap();
-    blocker
-        .batch_execute("LOCK TABLE ingestion_events IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let blocker = lock_ingestion_events(&mut admin).await;
     let watcher = db.admin().await;
     let small = writer.write(vec![click(acme.id)]);
     eventually_waiting(&watcher, 1).await;

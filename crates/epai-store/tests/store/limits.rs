@@ -3,12 +3,9 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
-use epai_domain::PartnerId;
 use epai_store::testing::TestDatabase;
-use epai_store::{IngestOptions, IngestWriter, NewEvent, StoreError, StoreOptions};
+use epai_store::{IngestOptions, IngestWriter, StoreError, StoreOptions};
 use tokio::sync::oneshot;
-use uuid::Uuid;
 
 use crate::support::*;
 
@@ -63,11 +60,7 @@ async fn a_statement_past_its_timeout_is_cancelled_and_reported_as_a_timeout() {
     });
     let acme = create_partner(&store, "Acme").await;
     let mut admin = db.admin().await;
-    let blocker = admin.transaction().await.unwrap();
-    blocker
-        .batch_execute("LOCK TABLE ingestion_events IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let blocker = lock_ingestion_events(&mut admin).await;
     let event = click(acme.id);
     let one = std::slice::from_ref(&event);
     let blocked = store
@@ -82,20 +75,6 @@ async fn a_statement_past_its_timeout_is_cancelled_and_reported_as_a_timeout() {
         .as_service_role(async |s| s.insert_events(one).await)
         .await
         .expect("the same statement succeeds once nothing blocks it");
-}
-
-fn click(partner: PartnerId) -> NewEvent {
-    NewEvent {
-        id: Uuid::now_v7(),
-        partner_id: partner,
-        event_type: "click".into(),
-        data: serde_json::json!({}),
-        source: "test".into(),
-        version: "1".into(),
-        metadata: None,
-        occurred_at: Utc::now(),
-        created_at: None,
-    }
 }
 
 #[tokio::test]
@@ -118,11 +97,7 @@ async fn an_ingest_commit_left_unanswered_is_given_up_and_the_writer_carries_on(
     // No statement timeout here: the server simply does not answer while the table is held,
     // as a hung server would not.
     let mut admin = db.admin().await;
-    let blocker = admin.transaction().await.unwrap();
-    blocker
-        .batch_execute("LOCK TABLE ingestion_events IN ACCESS EXCLUSIVE MODE")
-        .await
-        .unwrap();
+    let blocker = lock_ingestion_events(&mut admin).await;
     // First the commit on the open connection goes unanswered, then (on a new connection)
     // preparing the INSERT: both are given up.
     for _ in 0..2 {

@@ -1,6 +1,7 @@
+use chrono::Utc;
 use epai_domain::{AuthUserId, Email, PartnerId, PartnerName};
 use epai_store::testing::TestDatabase;
-use epai_store::{NewPartner, PartnerRecord, Store};
+use epai_store::{NewEvent, NewPartner, PartnerRecord, Store};
 use tokio_postgres::Client;
 use uuid::Uuid;
 
@@ -185,4 +186,29 @@ pub async fn create_partner(store: &Store, name: &str) -> PartnerRecord {
         .as_service_role(async |service| service.create_partner(&new).await)
         .await
         .unwrap()
+}
+
+/// An event of `partner` with nothing in it.
+pub fn click(partner: PartnerId) -> NewEvent {
+    NewEvent {
+        id: Uuid::now_v7(),
+        partner_id: partner,
+        event_type: "click".into(),
+        data: serde_json::json!({}),
+        source: "test".into(),
+        version: "1".into(),
+        metadata: None,
+        occurred_at: Utc::now(),
+        created_at: None,
+    }
+}
+
+/// Holds `ingestion_events` locked until the returned transaction ends: every write to it waits.
+pub async fn lock_ingestion_events(admin: &mut Client) -> tokio_postgres::Transaction<'_> {
+    let blocker = admin.transaction().await.unwrap();
+    blocker
+        .batch_execute("LOCK TABLE ingestion_events IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    blocker
 }
