@@ -87,6 +87,9 @@ pub async fn load(store: &Store) -> anyhow::Result<Loaded> {
 /// engaged more often buy.
 pub fn generate(partner: PartnerId, now: DateTime<Utc>, seed: u64) -> Vec<NewEvent> {
     let mut rng = StdRng::seed_from_u64(seed);
+    // Leads draw from their own stream: how many page views a weekday brings must not decide
+    // which leads there are, or the lead model's showing would depend on the day of the demo.
+    let mut lead_rng = StdRng::seed_from_u64(seed.wrapping_add(1));
     let mut events = Vec::new();
     let start = now - Duration::days(DAYS);
     // Users that stop engaging at some point during the window (churners) and loyal ones.
@@ -170,10 +173,10 @@ pub fn generate(partner: PartnerId, now: DateTime<Utc>, seed: u64) -> Vec<NewEve
                 date + Duration::hours(21),
             ));
         }
-        for _ in 0..rng.random_range(2..6) {
+        for _ in 0..lead_rng.random_range(4..9) {
             lead_id += 1;
-            let at = date + Duration::seconds(rng.random_range(0..86_400));
-            let engaged: f64 = rng.random_range(0.0..1.0);
+            let at = date + Duration::seconds(lead_rng.random_range(0..86_400));
+            let engaged: f64 = lead_rng.random_range(0.0..1.0);
             let count = |rng: &mut StdRng, mean: f64| (mean * rng.random_range(0.5..1.5)).round();
             events.push(event(
                 partner,
@@ -182,22 +185,22 @@ pub fn generate(partner: PartnerId, now: DateTime<Utc>, seed: u64) -> Vec<NewEve
                     "leadId": format!("lead-{lead_id:04}"),
                     "email": format!("lead{lead_id}@customer.example"),
                     "name": format!("Lead {lead_id}"),
-                    "source": pick(&mut rng, &["webinar", "newsletter", "ads"]),
-                    "age": rng.random_range(19..70),
+                    "source": pick(&mut lead_rng, &["webinar", "newsletter", "ads"]),
+                    "age": lead_rng.random_range(19..70),
                     "attributes": {
-                        "industry": pick(&mut rng, &["music", "hospitality", "education"]),
-                        "company_size": rng.random_range(1..500),
-                        "budget": rng.random_range(500..20_000),
+                        "industry": pick(&mut lead_rng, &["music", "hospitality", "education"]),
+                        "company_size": lead_rng.random_range(1..500),
+                        "budget": lead_rng.random_range(500..20_000),
                         "engagement_score": (engaged * 100.0).round(),
-                        "website_visits": count(&mut rng, 2.0 + 10.0 * engaged),
-                        "email_opens": count(&mut rng, 1.0 + 6.0 * engaged),
-                        "previous_purchases": count(&mut rng, 2.0 * engaged),
-                        "social_media_engagement": count(&mut rng, 3.0),
+                        "website_visits": count(&mut lead_rng, 2.0 + 10.0 * engaged),
+                        "email_opens": count(&mut lead_rng, 1.0 + 6.0 * engaged),
+                        "previous_purchases": count(&mut lead_rng, 2.0 * engaged),
+                        "social_media_engagement": count(&mut lead_rng, 3.0),
                     },
                 }),
                 at,
             ));
-            if rng.random_bool(engaged * 0.6) {
+            if lead_rng.random_bool(0.1 + 0.8 * engaged * engaged) {
                 events.push(event(
                     partner,
                     "sales_transaction",
@@ -205,11 +208,11 @@ pub fn generate(partner: PartnerId, now: DateTime<Utc>, seed: u64) -> Vec<NewEve
                         "transactionId": format!("tx-{lead_id:04}"),
                         "userId": format!("lead-{lead_id:04}"),
                         "productId": "season-pass",
-                        "value": rng.random_range(40..400),
+                        "value": lead_rng.random_range(40..400),
                         "currency": "EUR",
                         "quantity": 1,
                     }),
-                    at + Duration::hours(rng.random_range(1..72)),
+                    at + Duration::hours(lead_rng.random_range(1..72)),
                 ));
             }
         }
