@@ -50,6 +50,8 @@ fn presented(headers: &HeaderMap) -> Presented<'_> {
 #[derive(Clone, Debug)]
 pub struct AccountCaller {
     pub user_id: AuthUserId,
+    /// Known when the credential names it (an API key); a session names only the account.
+    pub partner_id: Option<PartnerId>,
 }
 
 /// A caller reading insights: an account, or an embed token limited to its scope.
@@ -67,6 +69,7 @@ impl FromRequestParts<AppState> for AccountCaller {
         let reader = authenticate(parts, state, false).await?;
         Ok(Self {
             user_id: reader.user_id,
+            partner_id: reader.partner_id,
         })
     }
 }

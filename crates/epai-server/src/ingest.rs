@@ -118,6 +118,7 @@ async fn store_events(
 ) -> Result<Response, ApiError> {
     let Some((key, fingerprint)) = idempotency else {
         state.ingest.write(events).await?;
+        state.reads.events_stored(partner);
         return Ok((status, Json(body)).into_response());
     };
     let claim = state
@@ -136,7 +137,10 @@ async fn store_events(
         })
         .await?;
     match claim {
-        IdempotencyClaim::Claimed => Ok((status, Json(body)).into_response()),
+        IdempotencyClaim::Claimed => {
+            state.reads.events_stored(partner);
+            Ok((status, Json(body)).into_response())
+        }
         IdempotencyClaim::Replay { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             let mut response = (status, Json(body)).into_response();

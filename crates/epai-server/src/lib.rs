@@ -21,6 +21,7 @@ mod password;
 mod portal;
 mod predict;
 pub mod rate_limit;
+mod read_cache;
 mod reads;
 mod redact;
 mod session;
@@ -54,6 +55,8 @@ pub use observe::ClientInfo;
 pub use openapi::ApiDoc;
 pub use password::hash_password;
 use rate_limit::{Quota, RateLimitError, RateLimitSettings, RateLimiter};
+use read_cache::ReadCache;
+pub use read_cache::ReadCacheSettings;
 pub use session::{JwtKeys, SESSION_COOKIE, SessionClaims, SessionUser, WeakJwtSecret};
 use stream::{FeedPublisher, InsightFeed};
 pub use webhooks::WebhookSettings;
@@ -107,6 +110,7 @@ pub struct ServerSettings {
     /// keep it open.
     pub stream_heartbeat: Duration,
     pub webhooks: WebhookSettings,
+    pub read_cache: ReadCacheSettings,
 }
 
 impl Default for ServerSettings {
@@ -129,6 +133,7 @@ impl Default for ServerSettings {
             accounts: AccountSettings::default(),
             stream_heartbeat: Duration::from_secs(15),
             webhooks: WebhookSettings::default(),
+            read_cache: ReadCacheSettings::default(),
         }
     }
 }
@@ -156,6 +161,8 @@ pub struct SharedState {
     pub settings: Arc<ServerSettings>,
     /// Insight changes for live streams.
     pub insights: InsightFeed,
+    /// Insight pages and usage summaries read recently.
+    pub reads: Arc<ReadCache>,
     /// Custom ONNX models compiled by this replica.
     pub custom_models: custom_models::CustomModelCache,
 }
@@ -202,13 +209,15 @@ pub fn start_with_limiter(
     ));
     let (notifications, received) = mpsc::channel(256);
     let (insights, feed) = InsightFeed::new();
+    let reads = Arc::new(ReadCache::new(settings.read_cache));
     let listener = tokio::spawn({
         let store = store.clone();
         let keys = keys.clone();
+        let reads = reads.clone();
         async move {
             tokio::join!(
                 store.listen(notifications),
-                apply_notifications(received, keys, feed)
+                apply_notifications(received, keys, reads, feed)
             );
         }
     });
@@ -221,6 +230,7 @@ pub fn start_with_limiter(
         jwt: Arc::new(jwt),
         settings,
         insights,
+        reads,
         custom_models: custom_models::CustomModelCache::default(),
     }));
     let background = Background {
@@ -236,16 +246,23 @@ pub fn start_with_limiter(
 async fn apply_notifications(
     mut received: mpsc::Receiver<Notification>,
     keys: Arc<KeyVerifier>,
+    reads: Arc<ReadCache>,
     feed: FeedPublisher,
 ) {
     while let Some(notification) = received.recv().await {
         match notification {
             Notification::ApiKeyChanged(partner) => keys.forget_partner(partner),
-            Notification::InsightChanged { partner, insight } => feed.changed(partner, insight),
+            // Before the streams: whoever hears of the insight can read it.
+            Notification::InsightChanged { partner, insight } => {
+                reads.insight_changed(partner);
+                feed.changed(partner, insight);
+            }
             Notification::Resubscribed => {
                 keys.forget_all();
+                reads.resume();
                 feed.resubscribed();
             }
+            Notification::Unsubscribed => reads.pause(),
             // Workers listen for those themselves.
             Notification::JobsAvailable | Notification::DeliveriesAvailable => {}
         }

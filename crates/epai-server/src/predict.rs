@@ -342,6 +342,7 @@ pub async fn original_predict(
         })?;
     let account = AccountCaller {
         user_id: caller.tenant_user()?,
+        partner_id: Some(caller.partner_id),
     };
     let prediction = match model_type.as_str() {
         "attendance_forecast" => attendance(&state, &account, inputs(body)?).await?,

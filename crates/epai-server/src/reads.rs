@@ -1,9 +1,12 @@
 //! Tenant reads: events, insights, models, usage and logs, each in a transaction scoped to the
 //! caller's account so row-level security decides what exists.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use epai_domain::{AuthUserId, PartnerId};
 use epai_store::{
@@ -20,6 +23,7 @@ use crate::caller::{AccountCaller, InsightReader};
 use crate::error::{ApiError, Problem};
 use crate::extract::ApiQuery;
 use crate::observe::ClientInfo;
+use crate::read_cache::InsightList;
 
 /// `(timestamp, id)` of the last row of a page, as an opaque `<microseconds>_<uuid>` string.
 pub(crate) fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
@@ -130,8 +134,8 @@ pub struct InsightsQuery {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct InsightPage {
-    data: Vec<InsightRecord>,
+pub struct InsightPage<'a> {
+    data: Vec<&'a InsightRecord>,
     /// Insights matching the filters, over all pages.
     total: i64,
     next_cursor: Option<String>,
@@ -145,7 +149,7 @@ pub async fn list_insights(
     State(state): State<AppState>,
     caller: InsightReader,
     ApiQuery(query): ApiQuery<InsightsQuery>,
-) -> Result<Json<InsightPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let limit = bounded("limit", query.limit, 20, 100)?;
     let filter = InsightFilter {
         model: scoped_model(&caller, query.model)?,
@@ -154,11 +158,8 @@ pub async fn list_insights(
         limit,
         offset: non_negative("offset", query.offset)?,
     };
-    let (insights, total) = state
-        .store
-        .as_user(caller.user_id, async |t| t.insights(&filter).await)
-        .await?;
-    let insights = within_scope(&caller, insights);
+    let list = insight_list(&state, &caller, &filter).await?;
+    let insights = within_scope(&caller, &list.insights);
     let next_cursor = (insights.len() as i64 == limit)
         .then(|| {
             insights
@@ -168,9 +169,34 @@ pub async fn list_insights(
         .flatten();
     Ok(Json(InsightPage {
         data: insights,
-        total,
+        total: list.total,
         next_cursor,
-    }))
+    })
+    .into_response())
+}
+
+/// The page `filter` selects, from this replica's cache when the caller's partner is known.
+async fn insight_list(
+    state: &AppState,
+    caller: &InsightReader,
+    filter: &InsightFilter,
+) -> Result<Arc<InsightList>, ApiError> {
+    let load = async || {
+        let (insights, total) = state
+            .store
+            .as_user(caller.user_id, async |t| t.insights(filter).await)
+            .await?;
+        Ok(InsightList { insights, total })
+    };
+    match caller.partner_id {
+        Some(partner) => {
+            state
+                .reads
+                .insights(caller.user_id, partner, filter, load)
+                .await
+        }
+        None => load().await.map(Arc::new),
+    }
 }
 
 /// One insight. Another partner's id answers 404, exactly like an id that does not exist, and is
@@ -206,11 +232,11 @@ pub(crate) fn in_scope(caller: &InsightReader, insight: &InsightRecord) -> bool 
         .is_none_or(|embed| embed.allows(insight.id, insight.model_name.as_deref()))
 }
 
-fn within_scope(caller: &InsightReader, insights: Vec<InsightRecord>) -> Vec<InsightRecord> {
-    insights
-        .into_iter()
-        .filter(|i| in_scope(caller, i))
-        .collect()
+fn within_scope<'a>(
+    caller: &InsightReader,
+    insights: &'a [InsightRecord],
+) -> Vec<&'a InsightRecord> {
+    insights.iter().filter(|i| in_scope(caller, i)).collect()
 }
 
 /// The model filter, which an embed token scoped to one model may not widen.
@@ -328,10 +354,10 @@ pub struct UsageQuery {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct UsageReport {
+pub struct UsageReport<'a> {
     days: i32,
     /// One row per UTC day, oldest first, days without activity included.
-    data: Vec<UsageDay>,
+    data: &'a [UsageDay],
     total_events: i64,
     total_insights: i64,
 }
@@ -344,20 +370,34 @@ pub async fn usage(
     State(state): State<AppState>,
     caller: AccountCaller,
     ApiQuery(query): ApiQuery<UsageQuery>,
-) -> Result<Json<UsageReport>, ApiError> {
+) -> Result<Response, ApiError> {
     let days = bounded("days", query.days, 30, 366)? as i32;
-    let summary = state
-        .store
-        .as_user(caller.user_id, async |t| t.usage_summary(days).await)
-        .await?;
+    let load = async || {
+        state
+            .store
+            .as_user(caller.user_id, async |t| t.usage_summary(days).await)
+            .await
+            .map_err(ApiError::from)
+    };
+    let summary = match caller.partner_id {
+        Some(partner) => {
+            let today = Utc::now().date_naive();
+            state
+                .reads
+                .usage(caller.user_id, partner, days, today, load)
+                .await?
+        }
+        None => Arc::new(load().await?),
+    };
     let events: i64 = summary.iter().map(|d| i64::from(d.event_count)).sum();
     let insights: i64 = summary.iter().map(|d| i64::from(d.insight_count)).sum();
     Ok(Json(UsageReport {
         days,
-        data: summary,
+        data: &summary,
         total_events: events,
         total_insights: insights,
-    }))
+    })
+    .into_response())
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -424,13 +464,9 @@ pub async fn original_insights(
         offset: non_negative("offset", query.offset)?,
         ..InsightFilter::default()
     };
-    let (insights, total) = state
-        .store
-        .as_user(caller.user_id, async |t| t.insights(&filter).await)
-        .await?;
-    let insights = within_scope(&caller, insights);
-    let shaped: Vec<Value> = insights
-        .iter()
+    let list = insight_list(&state, &caller, &filter).await?;
+    let shaped: Vec<Value> = within_scope(&caller, &list.insights)
+        .into_iter()
         .map(|i| {
             let content = i.content.to_value();
             json!({
@@ -447,7 +483,7 @@ pub async fn original_insights(
         })
         .collect();
     Ok(Json(
-        json!({ "insights": shaped, "count": shaped.len(), "total": total }),
+        json!({ "insights": shaped, "count": shaped.len(), "total": list.total }),
     ))
 }
 

@@ -34,11 +34,14 @@ pub enum Notification {
     /// The listening connection was (re)established: anything cached may have changed while
     /// it was down.
     Resubscribed,
+    /// The listening connection was lost: changes go unannounced until `Resubscribed`.
+    Unsubscribed,
 }
 
 impl Store {
     /// Listens for notifications until `sink` is closed. Runs as a background task; connection
-    /// failures are retried with backoff, announced by `Notification::Resubscribed`.
+    /// failures are announced by `Notification::Unsubscribed` and retried with backoff; each
+    /// (re)established subscription by `Notification::Resubscribed`.
     pub async fn listen(&self, sink: mpsc::Sender<Notification>) {
         let mut backoff = Duration::from_millis(200);
         while !sink.is_closed() {
@@ -46,6 +49,9 @@ impl Store {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "notification listener disconnected");
+                    if sink.send(Notification::Unsubscribed).await.is_err() {
+                        return;
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }

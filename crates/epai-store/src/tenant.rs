@@ -223,7 +223,7 @@ pub struct EventRecord {
 }
 
 /// Which insights to list: newest first, by model name and age, by cursor or offset.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct InsightFilter {
     pub model: Option<String>,
     pub since: Option<DateTime<Utc>>,

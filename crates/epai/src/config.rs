@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use epai_domain::EventLimits;
 use epai_server::rate_limit::{self, Quota, RateLimitSettings};
-use epai_server::{AccountSettings, JwtKeys, ServerSettings};
+use epai_server::{AccountSettings, JwtKeys, ReadCacheSettings, ServerSettings};
 use epai_store::{IngestOptions, KeyPolicy, RetentionPolicy, StoreOptions};
 
 use crate::jwt_secret::{self, JwtSecret};
@@ -214,6 +214,16 @@ pub struct ServeArgs {
     #[arg(long, env = "EPAI_INGEST_SMALL_COMMITS", default_value_t = IngestOptions::default().small_commits)]
     pub ingest_small_commits: usize,
 
+    /// Milliseconds an insight page may be answered from this replica's cache when no change
+    /// of the partner's insights is announced; 0 turns the cache off.
+    #[arg(long, env = "EPAI_INSIGHTS_CACHE_TTL_MS", default_value_t = millis(ReadCacheSettings::default().insights_ttl))]
+    pub insights_cache_ttl_ms: u64,
+
+    /// Milliseconds a usage summary may be answered from this replica's cache: how late events
+    /// stored through other replicas may show in it; 0 turns the cache off.
+    #[arg(long, env = "EPAI_USAGE_CACHE_TTL_MS", default_value_t = millis(ReadCacheSettings::default().usage_ttl))]
+    pub usage_cache_ttl_ms: u64,
+
     /// Seconds between partition maintenance passes (creating months ahead, dropping expired
     /// ones); 0 leaves it to `epai maintenance`.
     #[arg(
@@ -311,9 +321,17 @@ impl ServeArgs {
                 commit_timeout: request_timeout,
                 ..defaults.ingest
             },
+            read_cache: ReadCacheSettings {
+                insights_ttl: Duration::from_millis(self.insights_cache_ttl_ms),
+                usage_ttl: Duration::from_millis(self.usage_cache_ttl_ms),
+            },
             ..defaults
         }
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// tokio-postgres logs every statement's parameters at debug level, and those hold password

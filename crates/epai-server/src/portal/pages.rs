@@ -578,6 +578,7 @@ pub(crate) async fn predict_playground(
         .collect();
     let caller = crate::caller::AccountCaller {
         user_id: member.session.user_id,
+        partner_id: None,
     };
     let body = serde_json::Value::Object(inputs);
     let result = match model.as_str() {

@@ -83,7 +83,7 @@ async fn a_statement_past_its_timeout_answers_503_and_the_next_request_succeeds(
 
 /// Ends every session the server has on its database, and waits until they are gone (new
 /// ones it opens meanwhile are left alone).
-async fn terminate_server_sessions(app: &TestApp, admin: &tokio_postgres::Client) {
+pub(crate) async fn terminate_server_sessions(app: &TestApp, admin: &tokio_postgres::Client) {
     let terminated_at: chrono::DateTime<chrono::Utc> =
         admin.query_one("SELECT now()", &[]).await.unwrap().get(0);
     admin

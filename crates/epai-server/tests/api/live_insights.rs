@@ -354,3 +354,148 @@ async fn a_portal_session_streams_its_partners_insights() {
     assert_eq!(data["model_name"], "anomaly_detection");
     assert_eq!(data["content"]["title"], "spike on Monday");
 }
+
+async fn get(app: &TestApp, path: &str, key: &str) -> Value {
+    let response = app.get_with_key(path, key).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// `epai_read_cache_total` for one read and outcome, as `/metrics` reports it.
+async fn cache_count(app: &TestApp, read: &str, outcome: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find(|l| {
+            l.starts_with("epai_read_cache_total{")
+                && l.contains(&format!("read=\"{read}\""))
+                && l.contains(&format!("outcome=\"{outcome}\""))
+        })
+        .map_or(0.0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
+#[tokio::test]
+async fn insight_pages_and_usage_are_cached_until_the_partner_changes() {
+    let app = TestApp::spawn().await;
+    let worker = worker(&app).await;
+    let acme = app.partner("Acme").await;
+    let now = Utc::now();
+    let mut stream = EventStream::open(&app, &acme.key, None).await;
+    ingest(&app, &acme, "click", 3, now).await;
+    assert_eq!(worker.run_one(now).await.unwrap(), Outcome::Done);
+    // The insight came through the notification listener: changes are announced from now on.
+    let (click, _) = stream.next_insight().await;
+
+    let insight_hits = cache_count(&app, "insights", "hit").await;
+    let usage_hits = cache_count(&app, "usage", "hit").await;
+    let page = get(&app, "/v1/insights", &acme.key).await;
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["data"][0]["content"]["total"], 3);
+    assert_eq!(get(&app, "/v1/insights", &acme.key).await, page);
+    let usage = get(&app, "/v1/usage?days=7", &acme.key).await;
+    assert_eq!(usage["total_events"], 3);
+    assert_eq!(usage["total_insights"], 1);
+    assert_eq!(get(&app, "/v1/usage?days=7", &acme.key).await, usage);
+    assert_eq!(
+        cache_count(&app, "insights", "hit").await,
+        insight_hits + 1.0
+    );
+    assert_eq!(cache_count(&app, "usage", "hit").await, usage_hits + 1.0);
+
+    // Events stored through this replica show at once: the client reads its own writes.
+    let later = now + chrono::Duration::seconds(10);
+    ingest(&app, &acme, "click", 1, later).await;
+    let usage = get(&app, "/v1/usage?days=7", &acme.key).await;
+    assert_eq!(usage["total_events"], 4);
+
+    // A worker's insights: once the stream has told of them, the page has them.
+    ingest(&app, &acme, "signup", 1, later).await;
+    assert_eq!(worker.run_one(later).await.unwrap(), Outcome::Done);
+    let signup = insight_id(&app, &acme, "signup").await;
+    let mut announced = std::collections::HashSet::new();
+    while !(announced.contains(&click) && announced.contains(&signup)) {
+        announced.insert(stream.next_insight().await.0);
+    }
+    let page = get(&app, "/v1/insights", &acme.key).await;
+    assert_eq!(page["total"], 2);
+    let totals: std::collections::HashMap<String, Value> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_owned(),
+                i["content"]["total"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(totals[&click.to_string()], 4, "the updated insight");
+    assert_eq!(totals[&signup.to_string()], 1);
+    let usage = get(&app, "/v1/usage?days=7", &acme.key).await;
+    assert_eq!(usage["total_events"], 5);
+    assert_eq!(usage["total_insights"], 2);
+
+    // Another partner's change leaves acme's cached page in place, and vice versa.
+    let other = app.partner("Other").await;
+    assert_eq!(get(&app, "/v1/insights", &other.key).await["total"], 0);
+    let hits = cache_count(&app, "insights", "hit").await;
+    assert_eq!(get(&app, "/v1/insights", &acme.key).await, page);
+    assert_eq!(cache_count(&app, "insights", "hit").await, hits + 1.0);
+}
+
+#[tokio::test]
+async fn a_replica_that_missed_notifications_refreshes_its_cache_when_it_listens_again() {
+    let app = TestApp::spawn().await;
+    let acme = app.partner("Acme").await;
+    let admin = app.db.admin().await;
+    let model: Uuid = admin
+        .query_one(
+            "INSERT INTO models (name, version, status) VALUES ('notes', '1', 'active') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let insert = "INSERT INTO insights (partner_id, model_id, content) VALUES ($1, $2, '{\"title\": \"t\"}')";
+    let mut stream = EventStream::open(&app, &acme.key, None).await;
+    admin
+        .execute(insert, &[&acme.partner_id, &model])
+        .await
+        .unwrap();
+    stream.next_insight().await;
+    assert_eq!(get(&app, "/v1/insights", &acme.key).await["total"], 1);
+
+    // An insight whose notification is lost (triggers off in this session): the cached page
+    // does not know of it.
+    admin
+        .batch_execute("SET session_replication_role = replica")
+        .await
+        .unwrap();
+    admin
+        .execute(insert, &[&acme.partner_id, &model])
+        .await
+        .unwrap();
+    admin
+        .batch_execute("RESET session_replication_role")
+        .await
+        .unwrap();
+    assert_eq!(get(&app, "/v1/insights", &acme.key).await["total"], 1);
+
+    // The listener's connection drops and comes back: whatever it missed is read afresh.
+    crate::faults::terminate_server_sessions(&app, &admin).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = app.get_with_key("/v1/insights", &acme.key).await;
+        if response.status() == 200 {
+            let page: Value = response.json().await.unwrap();
+            if page["total"] == 2 {
+                break;
+            }
+            assert_eq!(page["total"], 1);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cache kept the page of before the disconnection"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
