@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use axum::body::{Body, to_bytes};
+use axum::body::{Body, HttpBody, to_bytes};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -124,7 +124,12 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .increment(1);
     metrics::histogram!("epai_http_request_duration_seconds", "route" => route, "method" => method.clone())
         .record(started.elapsed().as_secs_f64());
-    let (response, response_body) = capture_json_body(response, settings.log_body_bytes).await;
+    let (response, response_body) = if is_successful_read(&method, response.status()) {
+        let response_body = redact::size_note(response.body().size_hint().exact());
+        (response, response_body)
+    } else {
+        capture_json_body(response, settings.log_body_bytes).await
+    };
     state.activity.request(RequestLog {
         partner_id: client.partner.get().copied(),
         endpoint: path.chars().take(512).collect(),
@@ -140,6 +145,13 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         created_at: chrono::Utc::now(),
     });
     response
+}
+
+/// A successful read's answer is the partner's own stored data: its log row records only its
+/// size, so polling dashboards and widgets do not copy insights and usage into `logs` (and
+/// their answers are not buffered to be logged).
+fn is_successful_read(method: &str, status: StatusCode) -> bool {
+    matches!(method, "GET" | "HEAD") && status.is_success()
 }
 
 /// Whether the request carries any credential (checked and limited by the extractors).

@@ -121,9 +121,7 @@ pub fn loggable_body(bytes: &[u8], cap: usize) -> Option<LoggedBody> {
         return None;
     }
     if bytes.len() > cap {
-        return Some(LoggedBody::from_value(
-            &json!({ "truncated": true, "bytes": bytes.len() }),
-        ));
+        return size_note(u64::try_from(bytes.len()).ok());
     }
     if !may_need_masking(bytes)
         && let Some(body) = LoggedBody::from_json_text(bytes)
@@ -146,6 +144,13 @@ pub fn loggable_body(bytes: &[u8], cap: usize) -> Option<LoggedBody> {
         }
     };
     Some(LoggedBody::from_value(&logged))
+}
+
+/// A body logged by its size only, when it has one (`None` for an empty or streamed body).
+pub fn size_note(bytes: Option<u64>) -> Option<LoggedBody> {
+    bytes
+        .filter(|&n| n > 0)
+        .map(|n| LoggedBody::from_value(&json!({ "truncated": true, "bytes": n })))
 }
 
 /// A URL-encoded form body (`email=a%40b.c&password=...`, what the portal's forms post) as an

@@ -392,3 +392,44 @@ async fn shutdown_loses_no_acknowledged_event_and_records_key_use() {
         .get(0);
     assert_eq!(logged, 200, "every request was logged");
 }
+
+#[tokio::test]
+async fn the_request_log_keeps_what_was_sent_and_refused_and_sizes_successful_reads() {
+    let mut app = TestApp::spawn().await;
+    let acme = app.partner("Acme").await;
+    let event = json!({"event_type": "signup", "data": {"plan": "pro"}});
+    let created: Value = app
+        .post_json("/v1/events", &acme.key, &event)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed = app.get_with_key("/v1/events", &acme.key).await;
+    assert_eq!(listed.status(), 200);
+    let listed_bytes = listed.bytes().await.unwrap().len() as i64;
+    let missing = app
+        .get_with_key(&format!("/v1/insights/{}", uuid::Uuid::nil()), &acme.key)
+        .await;
+    assert_eq!(missing.status(), 404);
+    app.shutdown().await;
+
+    let admin = app.db.admin().await;
+    let logged = async |method: &str, endpoint: &str| -> (Option<Value>, Value) {
+        let row = admin
+            .query_one(
+                "SELECT request_body, response_body FROM logs WHERE method = $1 AND endpoint = $2",
+                &[&method, &endpoint],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let (request, response) = logged("POST", "/v1/events").await;
+    assert_eq!(request, Some(event));
+    assert_eq!(response, created);
+    let (request, response) = logged("GET", "/v1/events").await;
+    assert_eq!(request, None);
+    assert_eq!(response, json!({"truncated": true, "bytes": listed_bytes}));
+    let (_, response) = logged("GET", &format!("/v1/insights/{}", uuid::Uuid::nil())).await;
+    assert_eq!(response["code"], "not-found");
+}
