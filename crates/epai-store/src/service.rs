@@ -82,6 +82,8 @@ pub(crate) struct EventColumns<'a> {
     recompute_models: &'a [String],
     stored_at: DateTime<Utc>,
     recompute_at: DateTime<Utc>,
+    /// Each partner of the events once, in order: whose insight jobs are due.
+    distinct_partners: Vec<Uuid>,
 }
 
 impl<'a> EventColumns<'a> {
@@ -96,9 +98,13 @@ impl<'a> EventColumns<'a> {
         Events::IntoIter: Clone,
     {
         let events = events.into_iter();
+        let partners: Vec<Uuid> = events.clone().map(|e| e.partner_id.as_uuid()).collect();
+        let mut distinct_partners = partners.clone();
+        distinct_partners.sort_unstable();
+        distinct_partners.dedup();
         Self {
             ids: events.clone().map(|e| e.id).collect(),
-            partners: events.clone().map(|e| e.partner_id.as_uuid()).collect(),
+            partners,
             event_types: events.clone().map(|e| e.event_type.as_str()).collect(),
             data: events.clone().map(|e| &e.data).collect(),
             sources: events.clone().map(|e| e.source.as_str()).collect(),
@@ -109,10 +115,11 @@ impl<'a> EventColumns<'a> {
             recompute_models: &recompute.models,
             stored_at: now,
             recompute_at: crate::queue::after(now, recompute.debounce),
+            distinct_partners,
         }
     }
 
-    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 12] {
+    pub(crate) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 13] {
         [
             &self.ids,
             &self.partners,
@@ -126,6 +133,7 @@ impl<'a> EventColumns<'a> {
             &self.recompute_models,
             &self.stored_at,
             &self.recompute_at,
+            &self.distinct_partners,
         ]
     }
 }
