@@ -183,7 +183,8 @@ mod tests {
     fn a_configured_key_wins_and_a_malformed_one_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let key = SecretCipher::generate();
-        let configured = args(&["--webhook-key", &key.to_text()])
+        // `=`: a base64url key may begin with `-`, which would read as another flag.
+        let configured = args(&[&format!("--webhook-key={}", key.to_text())])
             .cipher(dir.path())
             .unwrap();
         assert_eq!(configured.key_id(), key.key_id());
