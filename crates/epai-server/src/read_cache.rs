@@ -241,7 +241,7 @@ where
             return load().await.map(Arc::new);
         };
         let entry = entries
-            .entry(key.clone())
+            .entry_by_ref(&key)
             .or_insert_with_if(
                 || Stamped {
                     stamp,
