@@ -10,37 +10,8 @@ use epai_store::testing::TestDatabase;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-fn epai() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_epai"));
-    for var in [
-        "DATABASE_URL",
-        "EPAI_DATA_DIR",
-        "EPAI_LISTEN",
-        "EPAI_PG_BINDIR",
-        "EPAI_PG_USER",
-        "EPAI_RATE_LIMIT_PER_KEY",
-        "EPAI_RATE_LIMIT_PER_IP",
-        "EPAI_REDIS_URL",
-        "EPAI_JWT_SECRET",
-        "EPAI_ACCESS_TOKEN_TTL_SECONDS",
-        "EPAI_WORKERS",
-        "EPAI_WEBHOOK_KEY",
-        "EPAI_WEBHOOK_ALLOW_PRIVATE",
-        "EPAI_WEBHOOK_HTTP_HOSTS",
-        "EPAI_WEBHOOK_WORKERS",
-    ] {
-        command.env_remove(var);
-    }
-    // The default data directory (`.epai` in the working directory) and what a command keeps
-    // there (secrets, keys) stay out of the checkout; a test that needs its own directory names
-    // one.
-    let scratch =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("epai-cwd-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).expect("scratch directory");
-    command.current_dir(scratch);
-    command.env("EPAI_LOG", "warn");
-    command
-}
+mod support;
+use support::epai;
 
 fn run(command: &mut Command) -> Output {
     command.output().expect("epai runs")

@@ -17,35 +17,8 @@ use nix::unistd::Pid;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-fn epai() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_epai"));
-    for var in [
-        "DATABASE_URL",
-        "EPAI_DATA_DIR",
-        "EPAI_LISTEN",
-        "EPAI_PG_BINDIR",
-        "EPAI_PG_USER",
-        "EPAI_RATE_LIMIT_PER_KEY",
-        "EPAI_RATE_LIMIT_PER_IP",
-        "EPAI_REDIS_URL",
-        "EPAI_JWT_SECRET",
-        "EPAI_WORKERS",
-        "EPAI_STATEMENT_TIMEOUT_MS",
-        "EPAI_REQUEST_TIMEOUT_SECONDS",
-        "EPAI_JOB_VISIBILITY_SECONDS",
-    ] {
-        command.env_remove(var);
-    }
-    // The default data directory (`.epai` in the working directory) and what a command keeps
-    // there (secrets, keys) stay out of the checkout; a test that needs its own directory names
-    // one.
-    let scratch =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("epai-cwd-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).expect("scratch directory");
-    command.current_dir(scratch);
-    command.env("EPAI_LOG", "warn");
-    command
-}
+mod support;
+use support::epai;
 
 fn signal(child: &Child, signal: Signal) {
     kill(Pid::from_raw(child.id() as i32), signal).unwrap();

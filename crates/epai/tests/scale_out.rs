@@ -16,6 +16,8 @@ use nix::unistd::Pid;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+mod support;
+
 const JWT_SECRET: &str = "scale-out-test-secret-0123456789abcdef";
 /// 32 bytes, base64: every process seals and opens webhook secrets with the same key.
 const WEBHOOK_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -76,12 +78,7 @@ impl Drop for Process {
 }
 
 fn epai(database_url: &str, data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_epai"));
-    for (var, _) in std::env::vars() {
-        if var.starts_with("EPAI_") {
-            command.env_remove(var);
-        }
-    }
+    let mut command = support::clean_epai();
     command
         .env("DATABASE_URL", database_url)
         .env("EPAI_DATA_DIR", data_dir)

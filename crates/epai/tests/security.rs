@@ -19,13 +19,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
+mod support;
+
 fn epai(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_epai"));
-    for (var, _) in std::env::vars() {
-        if var.starts_with("EPAI_") || var == "DATABASE_URL" {
-            command.env_remove(var);
-        }
-    }
+    let mut command = support::clean_epai();
     command.env("EPAI_DATA_DIR", data_dir);
     command
 }
