@@ -179,17 +179,15 @@ struct Stamps {
     last: u64,
     /// The stamp of every partner not in `partners`: raised when everything is dropped.
     floor: u64,
+    /// Partners changed since `floor` was raised (so each stamp here is newer than `floor`).
     partners: HashMap<PartnerId, u64>,
     listening: bool,
 }
 
 impl Stamps {
     fn current(&self, partner: PartnerId) -> Option<u64> {
-        self.listening.then(|| {
-            self.partners
-                .get(&partner)
-                .map_or(self.floor, |&stamp| stamp.max(self.floor))
-        })
+        self.listening
+            .then(|| self.partners.get(&partner).copied().unwrap_or(self.floor))
     }
 
     fn fresh(&mut self) -> u64 {

@@ -1,6 +1,6 @@
 use epai_store::testing::TestDatabase;
 
-use crate::helpers::{TestApp, problem};
+use crate::helpers::{TestApp, metric_value, problem};
 
 #[tokio::test]
 async fn health_answers_without_touching_the_database() {
@@ -87,16 +87,13 @@ async fn metrics_count_requests_by_route_and_report_ingest_and_pool_state() {
             .starts_with("text/plain")
     );
     let text = response.text().await.unwrap();
-    let line = text
-        .lines()
-        .find(|l| {
-            l.starts_with("epai_http_requests_total")
-                && l.contains("route=\"/v1/events\"")
-                && l.contains("status=\"202\"")
-        })
-        .unwrap_or_else(|| panic!("no counter for /v1/events:\n{text}"));
-    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(count >= 3.0, "{line}");
+    let count = metric_value(
+        &text,
+        "epai_http_requests_total",
+        &[("route", "/v1/events"), ("status", "202")],
+    )
+    .unwrap_or_else(|| panic!("no counter for /v1/events:\n{text}"));
+    assert!(count >= 3.0, "{count}");
     assert!(
         text.contains("route=\"(unmatched)\""),
         "404s are counted without their path"

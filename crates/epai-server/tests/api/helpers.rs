@@ -9,6 +9,21 @@ use tokio::sync::oneshot;
 /// The secret every test server signs session tokens with.
 pub const TEST_JWT_SECRET: &[u8] = b"test secret for session tokens, 32+ bytes";
 
+/// The value of the series `name{...}` in a `/metrics` text whose labels include every one of
+/// `labels`, if there is one.
+pub fn metric_value(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{'))
+                && labels
+                    .iter()
+                    .all(|(label, value)| line.contains(&format!("{label}=\"{value}\"")))
+        })
+        .map(|line| line.rsplit(' ').next().unwrap().parse().unwrap())
+}
+
 /// A server on a random port over a fresh database; stops when dropped.
 pub struct TestApp {
     pub address: SocketAddr,

@@ -10,7 +10,7 @@ use epai_worker::{InsightModel, ModelError, Models, Outcome, Worker, WorkerOptio
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestPartner};
+use crate::helpers::{TestApp, TestPartner, metric_value};
 
 /// The longest a test waits for the next piece of a stream.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -364,13 +364,12 @@ async fn get(app: &TestApp, path: &str, key: &str) -> Value {
 /// `epai_read_cache_total` for one read and outcome, as `/metrics` reports it.
 async fn cache_count(app: &TestApp, read: &str, outcome: &str) -> f64 {
     let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find(|l| {
-            l.starts_with("epai_read_cache_total{")
-                && l.contains(&format!("read=\"{read}\""))
-                && l.contains(&format!("outcome=\"{outcome}\""))
-        })
-        .map_or(0.0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
+    metric_value(
+        &text,
+        "epai_read_cache_total",
+        &[("read", read), ("outcome", outcome)],
+    )
+    .unwrap_or(0.0)
 }
 
 #[tokio::test]
