@@ -15,12 +15,13 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(event) = one_event(EventBody::Json(body), now(), &limits, None) {
                 assert!(event.event_type.as_str().len() <= 100);
                 assert!(event.occurred_at <= now() + limits.max_future_skew);
-                let size = serde_json::to_vec(&event.data).unwrap().len()
-                    + event
-                        .metadata
-                        .as_ref()
-                        .map_or(0, |m| serde_json::to_vec(m).unwrap().len());
+                let size =
+                    event.data.get().len() + event.metadata.as_ref().map_or(0, |m| m.get().len());
                 assert!(size <= limits.max_event_bytes);
+                // What passed must be an object jsonb stores: no NUL, no lone surrogate.
+                let data: Value = serde_json::from_str(event.data.get()).unwrap();
+                assert!(data.is_object());
+                assert!(!data.to_string().contains("\\u0000"));
             }
         }
     }

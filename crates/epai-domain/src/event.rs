@@ -3,7 +3,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use crate::json_text::{self, Unstorable};
 
 /// What kind of event this is: a letter, then up to 99 letters, digits or `_ . : -`
 /// (`page_view`, `user_engagement`, `checkout.completed`).
@@ -82,6 +85,9 @@ impl FieldError {
 }
 
 /// An event as a partner sends it. Unknown fields are refused so typos do not vanish silently.
+///
+/// `data` and `metadata` stay the JSON text they arrived as: they are checked, then stored as
+/// they are, never parsed into a tree.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"event_type": "page_view", "data": {"url": "/pricing", "session_id": "s1"}}))]
@@ -91,7 +97,7 @@ pub struct EventInput {
     pub event_type: String,
     /// The event's own fields; a JSON object of at most 64 KiB together with `metadata`.
     #[schema(value_type = Object)]
-    pub data: Value,
+    pub data: Box<RawValue>,
     /// Where the event comes from (default `api`).
     #[serde(default)]
     pub source: Option<String>,
@@ -100,21 +106,22 @@ pub struct EventInput {
     pub version: Option<String>,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    pub metadata: Option<Box<RawValue>>,
     /// When the event happened (RFC 3339); defaults to the time it is received.
     #[serde(default)]
     #[schema(format = DateTime)]
     pub timestamp: Option<String>,
 }
 
-/// An event that passed validation and can be stored as is.
-#[derive(Debug, Clone, PartialEq)]
+/// An event that passed validation and can be stored as is: `data` and `metadata` are JSON
+/// objects that `jsonb` accepts, in the text they arrived as.
+#[derive(Debug, Clone)]
 pub struct ValidEvent {
     pub event_type: EventType,
-    pub data: Map<String, Value>,
+    pub data: Box<RawValue>,
     pub source: String,
     pub version: String,
-    pub metadata: Option<Map<String, Value>>,
+    pub metadata: Option<Box<RawValue>>,
     pub occurred_at: DateTime<Utc>,
 }
 
@@ -133,27 +140,11 @@ impl EventInput {
         let event_type = EventType::parse(&self.event_type)
             .map_err(|m| errors.push(FieldError::new("event_type", m)))
             .ok();
-        let data = match self.data {
-            Value::Object(map) => Some(map),
-            other => {
-                errors.push(FieldError::new(
-                    "data",
-                    format!("must be a JSON object, not {}", json_kind(&other)),
-                ));
-                None
-            }
-        };
-        let metadata = match self.metadata {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(map)) => Some(map),
-            Some(other) => {
-                errors.push(FieldError::new(
-                    "metadata",
-                    format!("must be a JSON object, not {}", json_kind(&other)),
-                ));
-                None
-            }
-        };
+        let data = object("data", self.data, &mut errors);
+        // `"metadata": null` arrives as `None`.
+        let metadata = self
+            .metadata
+            .and_then(|raw| object("metadata", raw, &mut errors));
         let source = label("source", self.source, DEFAULT_SOURCE, &mut errors);
         let version = label("version", self.version, DEFAULT_VERSION, &mut errors);
         let occurred_at = match self.timestamp {
@@ -162,35 +153,26 @@ impl EventInput {
                 .map_err(|m| errors.push(FieldError::new("timestamp", m)))
                 .ok(),
         };
-        for (field, value) in [("data", data.as_ref()), ("metadata", metadata.as_ref())] {
-            if let Some(map) = value
-                && let Some(path) = find_nul_in_map(map, field)
-            {
-                errors.push(FieldError::new(
-                    path,
-                    "must not contain the NUL character (\\u0000)",
-                ));
-            }
-        }
-        let size =
-            data.as_ref().map_or(0, serialized_len) + metadata.as_ref().map_or(0, serialized_len);
+        let size = data.as_ref().map_or(0, |(_, size)| *size)
+            + metadata.as_ref().map_or(0, |(_, size)| *size);
         if size > limits.max_event_bytes {
             errors.push(FieldError::new(
                 "data",
                 format!(
-                    "data and metadata are {size} bytes; the limit is {} bytes per event",
+                    "data and metadata are {size} bytes as stored (numbers written out in \
+                     full); the limit is {} bytes per event",
                     limits.max_event_bytes
                 ),
             ));
         }
         match (event_type, data, occurred_at) {
-            (Some(event_type), Some(data), Some(occurred_at)) if errors.is_empty() => {
+            (Some(event_type), Some((data, _)), Some(occurred_at)) if errors.is_empty() => {
                 Ok(ValidEvent {
                     event_type,
                     data,
                     source,
                     version,
-                    metadata,
+                    metadata: metadata.map(|(metadata, _)| metadata),
                     occurred_at,
                 })
             }
@@ -199,14 +181,64 @@ impl EventInput {
     }
 }
 
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// `raw` and its stored size, when it is a JSON object `jsonb` can store; else the problem is
+/// added to `errors`.
+fn object(
+    field: &str,
+    raw: Box<RawValue>,
+    errors: &mut Vec<FieldError>,
+) -> Option<(Box<RawValue>, usize)> {
+    let text = raw.get();
+    if !text.starts_with('{') {
+        errors.push(FieldError::new(
+            field,
+            format!("must be a JSON object, not {}", json_kind(text)),
+        ));
+        return None;
+    }
+    match json_text::stored_size(text) {
+        Ok(size) => Some((raw, size)),
+        Err(Unstorable::Nul) => {
+            // The rare refusal pays for a parse, to name where the NUL is.
+            let path = serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|value| find_nul_character(&value, field))
+                .unwrap_or_else(|| field.to_owned());
+            errors.push(FieldError::new(
+                path,
+                "must not contain the NUL character (\\u0000)",
+            ));
+            None
+        }
+        Err(Unstorable::UnpairedSurrogate) => {
+            errors.push(FieldError::new(
+                field,
+                "must not contain half of a UTF-16 surrogate pair (such as \\ud800 alone)",
+            ));
+            None
+        }
+        Err(Unstorable::TooDeep) => {
+            errors.push(FieldError::new(
+                field,
+                format!(
+                    "must not nest objects and arrays more than {} levels deep",
+                    json_text::MAX_NESTING
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// What kind of JSON value `text` (a well-formed value) is, by its first character.
+fn json_kind(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'"') => "a string",
+        Some(b'[') => "an array",
+        Some(b'{') => "an object",
+        _ => "a number",
     }
 }
 
@@ -253,13 +285,9 @@ fn parse_timestamp(
     }
 }
 
-fn serialized_len(map: &Map<String, Value>) -> usize {
-    serde_json::to_vec(map).map_or(usize::MAX, |bytes| bytes.len())
-}
-
 /// The JSON path of the first string or key holding `\u0000`, which PostgreSQL's jsonb cannot
 /// store.
-pub fn find_nul_character(value: &Value, path: &str) -> Option<String> {
+fn find_nul_character(value: &Value, path: &str) -> Option<String> {
     match value {
         Value::String(s) if s.contains('\0') => Some(path.to_owned()),
         Value::Array(items) => items
@@ -310,7 +338,7 @@ mod tests {
         assert_eq!(event.source, "api");
         assert_eq!(event.version, "1.0");
         assert_eq!(event.occurred_at, now());
-        assert_eq!(event.metadata, None);
+        assert!(event.metadata.is_none());
     }
 
     #[test]
@@ -386,6 +414,57 @@ mod tests {
             .validate(now(), &limits)
             .unwrap_err();
         assert_eq!(fields(errors), ["data"]);
+    }
+
+    fn raw_input(body: &str) -> EventInput {
+        serde_json::from_str(body).unwrap()
+    }
+
+    #[test]
+    fn data_is_kept_as_the_text_it_arrived_as() {
+        let event = raw_input(
+            r#"{"event_type": "x", "data": {"price": 1.50, "id": 123456789012345678901234567890}, "metadata": null}"#,
+        )
+        .validate(now(), &EventLimits::default())
+        .unwrap();
+        assert_eq!(
+            event.data.get(),
+            r#"{"price": 1.50, "id": 123456789012345678901234567890}"#
+        );
+        assert!(event.metadata.is_none());
+    }
+
+    #[test]
+    fn what_jsonb_cannot_store_is_refused_by_field() {
+        let limits = EventLimits::default();
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        for (body, field) in [
+            (
+                r#"{"event_type": "x", "data": {"s": "\ud800"}}"#.to_owned(),
+                "data",
+            ),
+            (
+                r#"{"event_type": "x", "data": {}, "metadata": {"s": "\udfff"}}"#.to_owned(),
+                "metadata",
+            ),
+            (
+                format!(r#"{{"event_type": "x", "data": {{"d": {deep}}}}}"#),
+                "data",
+            ),
+            (
+                r#"{"event_type": "x", "data": {"n": 1e1000000}}"#.to_owned(),
+                "data",
+            ),
+        ] {
+            let errors = raw_input(&body).validate(now(), &limits).unwrap_err();
+            assert_eq!(fields(errors), [field], "{body}");
+        }
+        assert!(
+            raw_input(r#"{"event_type": "x", "data": {"n": 1e308, "m": 5e-324}}"#)
+                .validate(now(), &limits)
+                .is_ok(),
+            "the whole range of a double fits"
+        );
     }
 
     #[test]

@@ -10,13 +10,14 @@
 mod api_key;
 mod event;
 mod ids;
+mod json_text;
 mod password;
 mod refresh_token;
 mod text;
 mod webhook;
 
 pub use api_key::{API_KEY_PREFIX, ApiKey, ApiKeyError, ApiKeyHash};
-pub use event::{EventInput, EventLimits, EventType, FieldError, ValidEvent, find_nul_character};
+pub use event::{EventInput, EventLimits, EventType, FieldError, ValidEvent};
 pub use ids::{AuthUserId, PartnerId, SessionId};
 pub use password::{Password, PasswordError};
 pub use refresh_token::{REFRESH_TOKEN_BYTES, RefreshToken, RefreshTokenError, RefreshTokenHash};

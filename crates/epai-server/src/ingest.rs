@@ -27,10 +27,10 @@ fn stored_event(partner: PartnerId, event: ValidEvent) -> NewEvent {
         id: Uuid::now_v7(),
         partner_id: partner,
         event_type: event.event_type.as_str().to_owned(),
-        data: Value::Object(event.data),
+        data: event.data.into(),
         source: event.source,
         version: event.version,
-        metadata: event.metadata.map(Value::Object),
+        metadata: event.metadata.map(Into::into),
         occurred_at: event.occurred_at,
         created_at: None,
     }

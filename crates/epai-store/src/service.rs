@@ -10,6 +10,7 @@ use crate::connect::{RecomputeOnIngest, Store};
 use crate::error::StoreError;
 use crate::prepared::PreparedTransaction;
 use crate::queries::named_query;
+use crate::stored_json::StoredJson;
 use crate::tenant::PartnerRecord;
 
 /// A transaction running as `service_role`, which bypasses row-level security.
@@ -59,10 +60,10 @@ pub struct NewEvent {
     pub id: Uuid,
     pub partner_id: PartnerId,
     pub event_type: String,
-    pub data: Value,
+    pub data: StoredJson,
     pub source: String,
     pub version: String,
-    pub metadata: Option<Value>,
+    pub metadata: Option<StoredJson>,
     pub occurred_at: DateTime<Utc>,
     /// `None`: the time of the storing transaction.
     pub created_at: Option<DateTime<Utc>>,
@@ -73,10 +74,10 @@ pub(crate) struct EventColumns<'a> {
     ids: Vec<Uuid>,
     partners: Vec<Uuid>,
     event_types: Vec<&'a str>,
-    data: Vec<&'a Value>,
+    data: Vec<&'a StoredJson>,
     sources: Vec<&'a str>,
     versions: Vec<&'a str>,
-    metadata: Vec<Option<&'a Value>>,
+    metadata: Vec<Option<&'a StoredJson>>,
     occurred: Vec<DateTime<Utc>>,
     created: Vec<Option<DateTime<Utc>>>,
     recompute_models: &'a [String],

@@ -1,15 +1,31 @@
-//! JSON columns passed on as the database returned them.
+//! JSON columns passed through as text: from a request to the database, from the database to
+//! a response.
 
+use bytes::BytesMut;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio_postgres::types::{FromSql, Json, Type};
+use tokio_postgres::types::{FromSql, IsNull, Json, ToSql, Type, to_sql_checked};
 
-/// A `json`/`jsonb` value as PostgreSQL returned it, checked to be JSON but not parsed into a
-/// tree. Most reads only forward it: building the tree of an insight's numbers and writing it
-/// out again cost more than the rest of the request. Whitespace is PostgreSQL's (`{"a": 1}`).
+/// A `json`/`jsonb` value as text, checked to be JSON but not parsed into a tree. Most paths
+/// only forward it: building the tree of an insight's numbers (or of a batch's events) and
+/// writing it out again cost more than the rest of the request. Read back, whitespace is
+/// PostgreSQL's (`{"a": 1}`).
 #[derive(Clone, Debug)]
 pub struct StoredJson(Box<RawValue>);
+
+impl From<Box<RawValue>> for StoredJson {
+    fn from(raw: Box<RawValue>) -> Self {
+        Self(raw)
+    }
+}
+
+impl From<Value> for StoredJson {
+    fn from(value: Value) -> Self {
+        // Serialising a `Value` cannot fail: its keys are strings.
+        Self(serde_json::value::to_raw_value(&value).expect("a JSON value serialises"))
+    }
+}
 
 impl StoredJson {
     /// The JSON text.
@@ -47,6 +63,22 @@ impl<'a> FromSql<'a> for StoredJson {
     fn accepts(ty: &Type) -> bool {
         <Json<Box<RawValue>> as FromSql>::accepts(ty)
     }
+}
+
+impl ToSql for StoredJson {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Json(&self.0).to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <Json<Box<RawValue>> as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
 }
 
 #[cfg(test)]

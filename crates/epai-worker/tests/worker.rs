@@ -121,7 +121,7 @@ async fn ingest(store: &Store, partner: PartnerId, event_type: &str, count: usiz
             id: Uuid::now_v7(),
             partner_id: partner,
             event_type: event_type.into(),
-            data: json!({}),
+            data: json!({}).into(),
             source: "test".into(),
             version: "1".into(),
             metadata: None,

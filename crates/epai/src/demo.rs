@@ -250,7 +250,7 @@ fn event(
         id: Uuid::new_v4(),
         partner_id: partner,
         event_type: event_type.to_owned(),
-        data,
+        data: data.into(),
         source: "demo".to_owned(),
         version: "1.0".to_owned(),
         metadata: None,

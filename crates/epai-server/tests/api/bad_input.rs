@@ -62,6 +62,22 @@ async fn malformed_bodies_are_refused_without_side_effects() {
             br#"{"event_type": "x", "data": {"a\u0000": 1}}"#.to_vec(),
         ),
         (
+            "half a surrogate pair",
+            br#"{"event_type": "x", "data": {"s": "\ud800"}}"#.to_vec(),
+        ),
+        (
+            "a number too large to store",
+            br#"{"event_type": "x", "data": {"n": 1e1000000}}"#.to_vec(),
+        ),
+        (
+            "a number that would be stored as 100,000 digits",
+            br#"{"event_type": "x", "data": {"n": 1e100000}}"#.to_vec(),
+        ),
+        (
+            "metadata not an object",
+            br#"{"event_type": "x", "data": {}, "metadata": [1]}"#.to_vec(),
+        ),
+        (
             "invalid UTF-8",
             b"{\"event_type\": \"x\", \"data\": {\"s\": \"\xff\xfe\"}}".to_vec(),
         ),
@@ -126,6 +142,43 @@ async fn malformed_bodies_are_refused_without_side_effects() {
         [("kept".to_owned(), json!({"a": 1}))],
         "only the good event exists"
     );
+}
+
+#[tokio::test]
+async fn what_jsonb_cannot_store_is_refused_per_item_in_a_batch() {
+    let app = TestApp::spawn().await;
+    let acme = app.partner("Acme").await;
+    let deep = "[".repeat(500) + &"]".repeat(500);
+    let body = format!(
+        r#"{{"events": [
+            {{"event_type": "fine", "data": {{"a": 1}}}},
+            {{"event_type": "x", "data": {{"s": "\udc00"}}}},
+            {{"event_type": "x", "data": {{"d": {deep}}}}},
+            {{"event_type": "x", "data": {{"k": ["\u0000"]}}}},
+            {{"event_type": "x", "data": {{}}, "metadata": {{"n": 9e99999}}}}
+        ]}}"#
+    );
+    let response = app
+        .client
+        .post(app.url("/v1/events/batch"))
+        .header("apikey", &acme.key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let refused = problem(response, 400, "validation/invalid-request").await;
+    let errors: Vec<(u64, &str)> = refused["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["index"].as_u64().unwrap(), e["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        errors,
+        [(1, "data"), (2, "data"), (3, "data.k[0]"), (4, "data")]
+    );
+    assert_eq!(app.count_rows("ingestion_events", acme.partner_id).await, 0);
 }
 
 #[tokio::test]

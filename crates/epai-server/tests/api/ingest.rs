@@ -171,6 +171,52 @@ async fn a_rotated_key_stops_working_even_after_it_was_cached() {
 }
 
 #[tokio::test]
+async fn data_is_stored_as_written_with_every_digit() {
+    let app = TestApp::spawn().await;
+    let acme = app.partner("Acme").await;
+    let body = r#"{"events": [
+        {"event_type": "sale", "data": {
+            "price": 1.50, "big": 123456789012345678901234567890, "e": 2.5e3, "s": "caf\u00e9 \ud83d\ude00"
+        }, "metadata": {"tiny": 1e-30}},
+        {"event_type": "sale", "data": {}, "metadata": null}
+    ]}"#;
+    let response = app
+        .client
+        .post(app.url("/v1/events/batch"))
+        .header("apikey", &acme.key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let stored: Vec<(String, Option<String>)> = app
+        .db
+        .admin()
+        .await
+        .query(
+            "SELECT data::text, metadata::text FROM ingestion_events ORDER BY data = '{}'::jsonb",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            (
+                r#"{"e": 2500, "s": "café 😀", "big": 123456789012345678901234567890, "price": 1.50}"#
+                    .to_owned(),
+                Some(r#"{"tiny": 0.000000000000000000000000000001}"#.to_owned())
+            ),
+            ("{}".to_owned(), None)
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_batch_is_stored_whole_or_not_at_all_with_errors_per_item() {
     let app = TestApp::spawn().await;
     let acme = app.partner("Acme").await;

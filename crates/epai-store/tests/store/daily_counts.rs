@@ -59,7 +59,7 @@ fn event(partner: Uuid, event_type: &str, created_at: Option<DateTime<Utc>>) -> 
         id: Uuid::now_v7(),
         partner_id: epai_domain::PartnerId::new(partner),
         event_type: event_type.to_owned(),
-        data: serde_json::json!({"n": 1}),
+        data: serde_json::json!({"n": 1}).into(),
         source: "test".into(),
         version: "1".into(),
         metadata: None,

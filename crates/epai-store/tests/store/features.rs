@@ -23,7 +23,7 @@ fn event(
         id: Uuid::now_v7(),
         partner_id: partner,
         event_type: event_type.into(),
-        data,
+        data: data.into(),
         source: "test".into(),
         version: "1".into(),
         metadata: None,

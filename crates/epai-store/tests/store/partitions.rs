@@ -321,7 +321,7 @@ async fn a_v8_database_with_rows_converts_to_monthly_partitions_keeping_rows_and
                 id: event,
                 partner_id: acme.partner,
                 event_type: "click".into(),
-                data: serde_json::json!({}),
+                data: serde_json::json!({}).into(),
                 source: "test".into(),
                 version: "1".into(),
                 metadata: None,

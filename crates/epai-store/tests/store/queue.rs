@@ -308,7 +308,7 @@ fn event(partner: PartnerId, event_type: &str, occurred_at: DateTime<Utc>) -> Ne
         id: Uuid::now_v7(),
         partner_id: partner,
         event_type: event_type.into(),
-        data: json!({}),
+        data: json!({}).into(),
         source: "test".into(),
         version: "1".into(),
         metadata: None,

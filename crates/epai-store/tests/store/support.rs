@@ -194,7 +194,7 @@ pub fn click(partner: PartnerId) -> NewEvent {
         id: Uuid::now_v7(),
         partner_id: partner,
         event_type: "click".into(),
-        data: serde_json::json!({}),
+        data: serde_json::json!({}).into(),
         source: "test".into(),
         version: "1".into(),
         metadata: None,
