@@ -1,8 +1,9 @@
 //! `epai bench`: EPAI measured against the database's own ceiling, on this machine, in one run.
 //!
 //! Everything happens in a fresh database that is dropped at the end (also on error or Ctrl-C):
-//! PostgreSQL alone writes the rows EPAI would write (pgbench or a client loop), then `epai
-//! serve` runs as a child process and a load generator sends it the same events over HTTP; then
+//! `epai serve` runs as a child process; PostgreSQL alone writes the rows EPAI would write
+//! (pgbench or a client loop), each such phase followed by the one where a load generator sends
+//! EPAI the same events over HTTP; then
 //! one partner gets a million events (a quarter of them with `--quick`) and the server is timed
 //! turning a new event into an insight on its live stream and answering reads for that partner;
 //! finally key verification is timed against many stored keys. `--forecast` instead times a
@@ -185,57 +186,48 @@ async fn measure(
     let (partner, owner) = create_partner(&store).await?;
     let api_key = crate::issue_key(&store, partner).await?.key;
 
-    let mut postgres_figures = Vec::new();
-    for (workload, connections) in [
-        (Workload::InsertPerTransaction, 8),
-        (Workload::InsertPerTransaction, 32),
-        (Workload::TenantInsertPerTransaction, 8),
-        (Workload::TenantInsertPerTransaction, 32),
-        (Workload::UnnestBatch, 2),
-        (Workload::UnnestBatch, 8),
-    ] {
-        progress(&format!(
-            "PostgreSQL alone: {}, {connections} connections, {} s",
-            workload.describe(),
-            plan.phase.as_secs()
-        ));
-        reset_events(&admin).await?;
-        postgres_figures
-            .push(postgres::measure(scratch, owner, workload, connections, plan.phase).await?);
-    }
-
     progress("starting epai serve");
     let server = ServerProcess::start(scratch.url(), pool_size).await?;
     warm_up(&server, &api_key).await?;
+    let mut postgres_figures = Vec::new();
     let mut http_figures = Vec::new();
-    for (path, events, connections) in [
-        ("/v1/events", 1, 8),
-        ("/v1/events", 1, 32),
-        ("/v1/events/batch", BATCH_EVENTS, 2),
-        ("/v1/events/batch", BATCH_EVENTS, 8),
-    ] {
-        progress(&format!(
-            "EPAI over HTTP: POST {path}, {events} events per request, {connections} connections, {} s",
-            plan.phase.as_secs()
-        ));
+    for phase in INGEST_PHASES {
         reset_events(&admin).await?;
-        let spec = LoadSpec {
-            address: server.address(),
-            method: Method::POST,
-            path,
-            body: Bytes::from(if events == 1 {
-                workload::single_event_body()
-            } else {
-                workload::batch_body(events)
-            }),
-            events_per_request: events as u64,
-            api_key: api_key.clone(),
-            connections,
-            budget: Budget::For(plan.phase),
-        };
-        let figures = http_phase(&admin, owner, spec, Some(server.pid())).await?;
-        figures.warn_if_failed();
-        http_figures.push(figures);
+        match phase {
+            IngestPhase::Postgres(workload, connections) => {
+                progress(&format!(
+                    "PostgreSQL alone: {}, {connections} connections, {} s",
+                    workload.describe(),
+                    plan.phase.as_secs()
+                ));
+                postgres_figures.push(
+                    postgres::measure(scratch, owner, workload, connections, plan.phase).await?,
+                );
+            }
+            IngestPhase::Http(path, events, connections) => {
+                progress(&format!(
+                    "EPAI over HTTP: POST {path}, {events} events per request, {connections} connections, {} s",
+                    plan.phase.as_secs()
+                ));
+                let spec = LoadSpec {
+                    address: server.address(),
+                    method: Method::POST,
+                    path,
+                    body: Bytes::from(if events == 1 {
+                        workload::single_event_body()
+                    } else {
+                        workload::batch_body(events)
+                    }),
+                    events_per_request: events as u64,
+                    api_key: api_key.clone(),
+                    connections,
+                    budget: Budget::For(plan.phase),
+                };
+                let figures = http_phase(&admin, owner, spec, Some(server.pid())).await?;
+                figures.warn_if_failed();
+                http_figures.push(figures);
+            }
+        }
     }
 
     reset_events(&admin).await?;
@@ -289,6 +281,29 @@ async fn measure(
         keys: key_figures,
     }))
 }
+
+/// One ingest phase: PostgreSQL on its own, or EPAI over HTTP (path, events per request).
+#[derive(Clone, Copy)]
+enum IngestPhase {
+    Postgres(Workload, usize),
+    Http(&'static str, usize, usize),
+}
+
+/// Each EPAI phase runs right after the PostgreSQL phase it is compared with: the speed of a
+/// shared machine drifts over minutes (its disk flush above all), and a ratio is only worth
+/// something when both sides saw the same machine.
+const INGEST_PHASES: [IngestPhase; 10] = [
+    IngestPhase::Postgres(Workload::InsertPerTransaction, 8),
+    IngestPhase::Http("/v1/events", 1, 8),
+    IngestPhase::Postgres(Workload::InsertPerTransaction, 32),
+    IngestPhase::Http("/v1/events", 1, 32),
+    IngestPhase::Postgres(Workload::TenantInsertPerTransaction, 8),
+    IngestPhase::Postgres(Workload::TenantInsertPerTransaction, 32),
+    IngestPhase::Postgres(Workload::UnnestBatch, 2),
+    IngestPhase::Http("/v1/events/batch", BATCH_EVENTS, 2),
+    IngestPhase::Postgres(Workload::UnnestBatch, 8),
+    IngestPhase::Http("/v1/events/batch", BATCH_EVENTS, 8),
+];
 
 /// The partner whose events every phase writes, and the account its tenant requests act as.
 async fn create_partner(store: &Store) -> anyhow::Result<(AuthUserId, Owner)> {
