@@ -1,3 +1,5 @@
+use std::sync::Mutex;
+
 use anyhow::Context;
 use epai_store::embedded::{ClusterOptions, EmbeddedCluster, ServerBinaries};
 use epai_store::{DatabaseTarget, Store};
@@ -18,6 +20,8 @@ pub struct Database {
     target: DatabaseTarget,
     cluster: Option<EmbeddedCluster>,
     description: String,
+    /// The pools opened on it, closed before the embedded cluster stops.
+    stores: Mutex<Vec<Store>>,
 }
 
 pub async fn open(global: &GlobalArgs, ownership: Ownership) -> anyhow::Result<Database> {
@@ -28,6 +32,7 @@ pub async fn open(global: &GlobalArgs, ownership: Ownership) -> anyhow::Result<D
             target,
             cluster: None,
             description,
+            stores: Mutex::default(),
         });
     }
     let options = ClusterOptions {
@@ -50,6 +55,7 @@ pub async fn open(global: &GlobalArgs, ownership: Ownership) -> anyhow::Result<D
         target: cluster.target(),
         cluster: Some(cluster),
         description,
+        stores: Mutex::default(),
     })
 }
 
@@ -68,15 +74,24 @@ impl Database {
     }
 
     pub fn store(&self, global: &GlobalArgs) -> anyhow::Result<Store> {
-        Ok(Store::connect(&self.target, &global.store_options())?)
+        let store = Store::connect(&self.target, &global.store_options())?;
+        if let Ok(mut stores) = self.stores.lock() {
+            stores.push(store.clone());
+        }
+        Ok(store)
     }
 
     pub fn describe(&self) -> &str {
         &self.description
     }
 
-    /// Stops the embedded cluster if this process started it.
+    /// Closes the pools opened on it, then stops the embedded cluster if this process started
+    /// it. Without the first step each idle connection would be cut off by the stopping
+    /// server and log a connection error.
     pub async fn close(self) -> anyhow::Result<()> {
+        if let Ok(stores) = self.stores.lock() {
+            stores.iter().for_each(Store::close);
+        }
         if let Some(cluster) = self.cluster {
             tokio::task::spawn_blocking(move || cluster.stop()).await??;
         }

@@ -434,7 +434,7 @@ fn postmaster_pid(dir: &Path) -> Option<i32> {
 #[tokio::test]
 async fn serve_runs_on_the_embedded_default_with_commands_alongside() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut server, url) = spawn_serve(dir.path());
+    let (server, url) = spawn_serve(dir.path());
     assert_eq!(ready(&url).await, 200);
 
     let created = json(&run(epai().current_dir(dir.path()).args([
@@ -464,9 +464,15 @@ async fn serve_runs_on_the_embedded_default_with_commands_alongside() {
     );
 
     signal(&server, Signal::SIGTERM);
-    let status = server.wait().unwrap();
-    assert!(status.success(), "graceful exit: {status}");
+    let output = server.wait_with_output().unwrap();
+    assert!(output.status.success(), "graceful exit: {}", output.status);
     assert_eq!(postmaster_pid(dir.path()), None, "PostgreSQL was stopped");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !log.lines()
+            .any(|line| line.contains("WARN") && line.to_lowercase().contains("connection")),
+        "connections were cut off by the stopping cluster instead of closed first:\n{log}"
+    );
 }
 
 #[tokio::test]
