@@ -153,14 +153,21 @@ impl EventInput {
                 .map_err(|m| errors.push(FieldError::new("timestamp", m)))
                 .ok(),
         };
-        let size = data.as_ref().map_or(0, |(_, size)| *size)
-            + metadata.as_ref().map_or(0, |(_, size)| *size);
+        let size = data
+            .as_ref()
+            .map_or(0, |(_, size)| *size)
+            .saturating_add(metadata.as_ref().map_or(0, |(_, size)| *size));
         if size > limits.max_event_bytes {
+            let stated = if size == usize::MAX {
+                "beyond any limit".to_owned()
+            } else {
+                format!("{size} bytes")
+            };
             errors.push(FieldError::new(
                 "data",
                 format!(
-                    "data and metadata are {size} bytes as stored (numbers written out in \
-                     full); the limit is {} bytes per event",
+                    "data and metadata are {stated} as stored (numbers written out in full); \
+                     the limit is {} bytes per event",
                     limits.max_event_bytes
                 ),
             ));
@@ -459,6 +466,10 @@ mod tests {
             let errors = raw_input(&body).validate(now(), &limits).unwrap_err();
             assert_eq!(fields(errors), [field], "{body}");
         }
+        let endless = r#"{"event_type": "x", "data": {"n": 1e99999999999999999999999},
+            "metadata": {"n": 1e99999999999999999999999}}"#;
+        let errors = raw_input(endless).validate(now(), &limits).unwrap_err();
+        assert!(errors[0].message.contains("beyond any limit"), "{errors:?}");
         assert!(
             raw_input(r#"{"event_type": "x", "data": {"n": 1e308, "m": 5e-324}}"#)
                 .validate(now(), &limits)
