@@ -4,22 +4,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, problem};
 
-async fn send_raw(
-    app: &TestApp,
-    key: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/events"))
-        .header("apikey", key)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn malformed_bodies_are_refused_without_side_effects() {
     let app = TestApp::spawn().await;
@@ -99,33 +83,34 @@ async fn malformed_bodies_are_refused_without_side_effects() {
         ),
     ];
     for (what, body) in cases {
-        let response = send_raw(&app, &acme.key, "application/json", body).await;
+        let response = app
+            .post_raw("/v1/events", &acme.key, "application/json", body)
+            .await;
         let body = problem(response, 400, "validation/invalid-request").await;
         assert!(!body["detail"].as_str().unwrap().is_empty(), "{what}");
     }
     problem(
-        send_raw(&app, &acme.key, "text/plain", b"{}".to_vec()).await,
+        app.post_raw("/v1/events", &acme.key, "text/plain", b"{}".to_vec())
+            .await,
         415,
         "validation/unsupported-media-type",
     )
     .await;
     let huge = vec![b' '; 10 * 1024 * 1024];
     problem(
-        send_raw(&app, &acme.key, "application/json", huge.clone()).await,
+        app.post_raw("/v1/events", &acme.key, "application/json", huge.clone())
+            .await,
         413,
         "payload/too-large",
     )
     .await;
-    let response = app
-        .client
-        .post(app.url("/v1/events/batch"))
-        .header("apikey", &acme.key)
-        .header("content-type", "application/json")
-        .body(huge)
-        .send()
-        .await
-        .unwrap();
-    problem(response, 413, "payload/too-large").await;
+    problem(
+        app.post_raw("/v1/events/batch", &acme.key, "application/json", huge)
+            .await,
+        413,
+        "payload/too-large",
+    )
+    .await;
 
     let rows: Vec<(String, Value)> = app
         .db
@@ -159,14 +144,8 @@ async fn what_jsonb_cannot_store_is_refused_per_item_in_a_batch() {
         ]}}"#
     );
     let response = app
-        .client
-        .post(app.url("/v1/events/batch"))
-        .header("apikey", &acme.key)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+        .post_raw("/v1/events/batch", &acme.key, "application/json", body)
+        .await;
     let refused = problem(response, 400, "validation/invalid-request").await;
     let errors: Vec<(u64, &str)> = refused["errors"]
         .as_array()
@@ -295,13 +274,14 @@ async fn extreme_numbers_and_nul_bodies_neither_break_reads_nor_lose_logs() {
     );
     // A refused body with a NUL character is still logged (without the NUL), and does not take
     // the rest of its batch of log records down with it.
-    let nul = send_raw(
-        &app,
-        &acme.key,
-        "application/json",
-        br#"{"event_type": "x", "data": {"s": "a\u0000b"}}"#.to_vec(),
-    )
-    .await;
+    let nul = app
+        .post_raw(
+            "/v1/events",
+            &acme.key,
+            "application/json",
+            br#"{"event_type": "x", "data": {"s": "a\u0000b"}}"#.to_vec(),
+        )
+        .await;
     assert_eq!(nul.status(), 400);
     let admin = app.db.admin().await;
     app.shutdown().await;

@@ -181,14 +181,8 @@ async fn data_is_stored_as_written_with_every_digit() {
         {"event_type": "sale", "data": {}, "metadata": null}
     ]}"#;
     let response = app
-        .client
-        .post(app.url("/v1/events/batch"))
-        .header("apikey", &acme.key)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+        .post_raw("/v1/events/batch", &acme.key, "application/json", body)
+        .await;
     assert_eq!(response.status(), 202);
     let stored: Vec<(String, Option<String>)> = app
         .db
