@@ -20,7 +20,7 @@ pub struct FeatureRequest {
     pub daily_count_days: u32,
     /// Entities to load daily activity for (most recently active first); 0 for none.
     pub max_entities: u32,
-    /// Days of events the entity figures cover, ending at `now`.
+    /// Days of entity activity, ending with the day of `now` (UTC).
     pub entity_days: u32,
     /// Event types whose latest events' data to load.
     pub event_types: &'static [&'static str],
@@ -192,15 +192,17 @@ impl ServiceRole<'_> {
         };
         let mut entities: Vec<EntityActivity> = Vec::new();
         if request.max_entities > 0 {
-            let since = now - chrono::Duration::days(i64::from(request.entity_days));
+            let last_day = now.date_naive();
+            let first_day =
+                last_day - chrono::Days::new(u64::from(request.entity_days.saturating_sub(1)));
             let rows = self
                 .tx
                 .query(
                     named_query!("features/entity_activity"),
                     &[
                         &partner.as_uuid(),
-                        &since,
-                        &now,
+                        &first_day,
+                        &last_day,
                         &i64::from(request.max_entities),
                     ],
                 )

@@ -1,7 +1,9 @@
 //! `ingestion_event_daily_counts` (migrations 13 and 14) always equals a count of the stored
-//! events per partner, UTC day of ingestion, event type and UTC day of occurrence: under concurrent group commits, multi-row
-//! inserts, updates and deletes, and through retention (partition drops, default-partition
-//! purges) and TRUNCATE. The usage summary reads it.
+//! events per partner, UTC day of ingestion, event type and UTC day of occurrence, and
+//! `ingestion_entity_daily_counts` (migration 15) the same count per entity instead of type:
+//! under concurrent group commits, multi-row inserts, updates and deletes, and through
+//! retention (partition drops, default-partition purges) and TRUNCATE. The usage summary and
+//! the models read them.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,57 +11,107 @@ use std::time::Duration;
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use epai_store::testing::TestDatabase;
 use epai_store::{IngestOptions, IngestWriter, NewEvent, RetentionPolicy};
+use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
 use crate::support::*;
 
+/// Events per (partner, day of ingestion, event type or entity, day of occurrence).
 type Counts = BTreeMap<(Uuid, NaiveDate, String, NaiveDate), i64>;
 
-/// The maintained counts, slots summed, days whose sum is zero left out.
-async fn maintained(admin: &Client) -> Counts {
+async fn counts(admin: &Client, sql: &str) -> Counts {
     admin
-        .query(
-            "SELECT partner_id, day, event_type, occurred_day, sum(events)::bigint
-             FROM ingestion_event_daily_counts GROUP BY 1, 2, 3, 4 HAVING sum(events) <> 0",
-            &[],
-        )
+        .query(sql, &[])
         .await
         .unwrap()
         .iter()
         .map(|r| ((r.get(0), r.get(1), r.get(2), r.get(3)), r.get(4)))
         .collect()
+}
+
+/// The maintained counts per event type, slots summed, days whose sum is zero left out.
+async fn maintained(admin: &Client) -> Counts {
+    counts(
+        admin,
+        "SELECT partner_id, day, event_type, occurred_day, sum(events)::bigint
+         FROM ingestion_event_daily_counts GROUP BY 1, 2, 3, 4 HAVING sum(events) <> 0",
+    )
+    .await
 }
 
 /// The same figures counted from the events themselves.
 async fn counted(admin: &Client) -> Counts {
-    admin
-        .query(
-            "SELECT partner_id, (created_at AT TIME ZONE 'UTC')::date, event_type,
-                    (occurred_at AT TIME ZONE 'UTC')::date, count(*)
-             FROM ingestion_events WHERE partner_id IS NOT NULL GROUP BY 1, 2, 3, 4",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| ((r.get(0), r.get(1), r.get(2), r.get(3)), r.get(4)))
-        .collect()
+    counts(
+        admin,
+        "SELECT partner_id, (created_at AT TIME ZONE 'UTC')::date, event_type,
+                (occurred_at AT TIME ZONE 'UTC')::date, count(*)
+         FROM ingestion_events WHERE partner_id IS NOT NULL GROUP BY 1, 2, 3, 4",
+    )
+    .await
 }
 
+/// The maintained counts per entity, slots summed, days whose sum is zero left out.
+async fn maintained_per_entity(admin: &Client) -> Counts {
+    counts(
+        admin,
+        "SELECT partner_id, day, entity_id, occurred_day, sum(events)::bigint
+         FROM ingestion_entity_daily_counts GROUP BY 1, 2, 3, 4 HAVING sum(events) <> 0",
+    )
+    .await
+}
+
+/// Counted from the events: the entity is the first of `user_id`, `userId` and `entity_id`,
+/// when at most 200 characters long.
+async fn counted_per_entity(admin: &Client) -> Counts {
+    counts(
+        admin,
+        "SELECT partner_id, (created_at AT TIME ZONE 'UTC')::date, entity,
+                (occurred_at AT TIME ZONE 'UTC')::date, count(*)
+         FROM (SELECT *, coalesce(data->>'user_id', data->>'userId', data->>'entity_id') AS entity
+               FROM ingestion_events) e
+         WHERE partner_id IS NOT NULL AND entity IS NOT NULL AND length(entity) <= 200
+         GROUP BY 1, 2, 3, 4",
+    )
+    .await
+}
+
+/// Checks both tables; returns the counts per event type.
 async fn assert_counts_exact(admin: &Client, when: &str) -> Counts {
     let rows = counted(admin).await;
     assert_eq!(maintained(admin).await, rows, "{when}");
+    assert_eq!(
+        maintained_per_entity(admin).await,
+        counted_per_entity(admin).await,
+        "{when}: per entity"
+    );
     rows
 }
 
-fn event(partner: Uuid, event_type: &str, created_at: Option<DateTime<Utc>>) -> NewEvent {
+/// An event of `user` when there is one, under the key the index picks.
+fn entity_data(user: Option<usize>) -> serde_json::Value {
+    match user {
+        None => json!({"n": 1}),
+        Some(u) => match u % 3 {
+            0 => json!({"user_id": format!("u{u}")}),
+            1 => json!({"userId": format!("u{u}"), "entity_id": "shadowed"}),
+            _ => json!({"entity_id": format!("u{u}")}),
+        },
+    }
+}
+
+fn event(
+    partner: Uuid,
+    event_type: &str,
+    user: Option<usize>,
+    created_at: Option<DateTime<Utc>>,
+) -> NewEvent {
     NewEvent {
         id: Uuid::now_v7(),
         partner_id: epai_domain::PartnerId::new(partner),
         event_type: event_type.to_owned(),
-        data: serde_json::json!({"n": 1}).into(),
+        data: entity_data(user).into(),
         source: "test".into(),
         version: "1".into(),
         metadata: None,
@@ -98,7 +150,8 @@ async fn counts_stay_exact_under_concurrent_group_commits_inserts_updates_and_de
                         let partner = partners[(client + i) % 2];
                         let event_type = ["page_view", "click", "signup"][(request + i) % 3];
                         let created_at = (i % 4 == 0).then_some(yesterday);
-                        event(partner, event_type, created_at)
+                        let user = (i % 5 != 0).then_some(client % 4 + i);
+                        event(partner, event_type, user, created_at)
                     })
                     .collect();
                 writer.write(events).await.unwrap();
@@ -116,7 +169,8 @@ async fn counts_stay_exact_under_concurrent_group_commits_inserts_updates_and_de
                 let own = partners[(usize::try_from(connection).unwrap() + round) % 2];
                 sql.execute(
                     "INSERT INTO ingestion_events (partner_id, event_type, data, source, version, created_at)
-                     SELECT $1, 'page_view', jsonb_build_object('writer', $2::int), 't', '1',
+                     SELECT $1, 'page_view', jsonb_build_object('writer', $2::int, 'user_id', 'w' || g % 4),
+                            't', '1',
                             now() - make_interval(days => g % 3)
                      FROM generate_series(1, 25) AS g",
                     &[&own, &connection],
@@ -131,11 +185,12 @@ async fn counts_stay_exact_under_concurrent_group_commits_inserts_updates_and_de
                 )
                 .await
                 .unwrap();
-                // Moves events to another type, day of ingestion (and partition) and day of
-                // occurrence: both the old and the new count change.
+                // Moves events to another type, entity, day of ingestion (and partition) and
+                // day of occurrence: both the old and the new count change.
                 sql.execute(
                     "UPDATE ingestion_events SET event_type = 'moved', created_at = created_at - interval '40 days',
-                                                 occurred_at = occurred_at - interval '3 days'
+                                                 occurred_at = occurred_at - interval '3 days',
+                                                 data = data || '{\"user_id\": \"moved\"}'
                      WHERE id IN (SELECT id FROM ingestion_events
                                   WHERE partner_id = $1 AND (data->>'writer')::int = $2
                                     AND event_type <> 'moved' LIMIT 3)",
@@ -167,6 +222,13 @@ async fn counts_stay_exact_under_concurrent_group_commits_inserts_updates_and_de
         .unwrap()
         .get(0);
     assert!(slots > 1, "concurrent writers add into separate slots");
+    let entities = maintained_per_entity(&admin).await;
+    assert!(
+        entities.keys().any(|(_, _, e, _)| e == "moved")
+            && entities.keys().any(|(_, _, e, _)| e == "u1")
+            && !entities.keys().any(|(_, _, e, _)| e == "shadowed"),
+        "entities of every key, the first key present winning: {entities:?}"
+    );
 
     admin
         .batch_execute("TRUNCATE ingestion_events")
@@ -174,6 +236,7 @@ async fn counts_stay_exact_under_concurrent_group_commits_inserts_updates_and_de
         .unwrap();
     assert_counts_exact(&admin, "after TRUNCATE").await;
     assert!(maintained(&admin).await.is_empty());
+    assert!(maintained_per_entity(&admin).await.is_empty());
 }
 
 #[tokio::test]
@@ -188,7 +251,8 @@ async fn retention_keeps_the_counts_equal_to_the_events_left() {
         admin
             .execute(
                 "INSERT INTO ingestion_events (partner_id, event_type, data, source, version, created_at)
-                 SELECT $1, 'page_view', '{}', 't', '1', $2 FROM generate_series(1, $3)",
+                 SELECT $1, 'page_view', jsonb_build_object('user_id', 'u' || g % 2), 't', '1', $2
+                 FROM generate_series(1, $3) AS g",
                 &[&partner, &at, &rows],
             )
             .await
@@ -266,20 +330,27 @@ async fn retention_keeps_the_counts_equal_to_the_events_left() {
         "only the events inside the window are counted"
     );
     assert_eq!(rows.values().sum::<i64>(), 4);
+    let entities = maintained_per_entity(&admin).await;
+    assert_eq!(entities.values().sum::<i64>(), 4, "{entities:?}");
 }
 
 #[tokio::test]
-async fn the_migration_counts_the_events_already_stored() {
+async fn the_migrations_count_the_events_already_stored() {
     let db = TestDatabase::migrated_to(12).await;
     let admin = db.admin().await;
     let a = insert_partner(&admin, "a").await;
-    for days_ago in [0u64, 0, 1, 3] {
+    for (days_ago, data) in [
+        (0u64, json!({"user_id": "u1"})),
+        (0, json!({})),
+        (1, json!({"userId": "u1"})),
+        (3, json!({"entity_id": "e2"})),
+    ] {
         let at = Utc::now().checked_sub_days(Days::new(days_ago)).unwrap();
         admin
             .execute(
                 "INSERT INTO ingestion_events (partner_id, event_type, data, source, version, created_at)
-                 VALUES ($1, 'page_view', '{}', 't', '1', $2)",
-                &[&a.partner.as_uuid(), &at],
+                 VALUES ($1, 'page_view', $2, 't', '1', $3)",
+                &[&a.partner.as_uuid(), &data, &at],
             )
             .await
             .unwrap();
@@ -287,6 +358,7 @@ async fn the_migration_counts_the_events_already_stored() {
     epai_store::migrate(db.target()).await.unwrap();
 
     assert_counts_exact(&admin, "after the backfill").await;
+    assert_eq!(maintained_per_entity(&admin).await.len(), 3);
     let store = db.store();
     let summary = store
         .as_user(a.user, async |t| t.usage_summary(7).await)
@@ -299,4 +371,37 @@ async fn the_migration_counts_the_events_already_stored() {
         .await
         .unwrap();
     assert_eq!(totals.total_ingestion_events, 4);
+}
+
+#[tokio::test]
+async fn an_entity_id_too_long_for_an_id_is_stored_but_not_counted() {
+    let db = TestDatabase::migrated().await;
+    let admin = db.admin().await;
+    let a = insert_partner(&admin, "a").await.partner.as_uuid();
+    let longest = "x".repeat(200);
+    let events: Vec<NewEvent> = [longest.clone(), "y".repeat(201), "z".repeat(20_000)]
+        .into_iter()
+        .map(|user_id| NewEvent {
+            data: json!({ "user_id": user_id }).into(),
+            ..event(a, "login", None, None)
+        })
+        .collect();
+    db.store()
+        .as_service_role(async |s| s.insert_events(&events).await)
+        .await
+        .unwrap();
+
+    let stored: i64 = admin
+        .query_one("SELECT count(*) FROM ingestion_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 3, "every event is stored");
+    assert_counts_exact(&admin, "after long ids").await;
+    let entities: Vec<String> = maintained_per_entity(&admin)
+        .await
+        .into_keys()
+        .map(|(_, _, entity, _)| entity)
+        .collect();
+    assert_eq!(entities, [longest]);
 }

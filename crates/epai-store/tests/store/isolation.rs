@@ -6,11 +6,12 @@ use uuid::Uuid;
 
 use crate::support::*;
 
-const TENANT_TABLES: [(&str, &str); 9] = [
+const TENANT_TABLES: [(&str, &str); 10] = [
     ("partners", "id"),
     ("api_keys", "partner_id"),
     ("ingestion_events", "partner_id"),
     ("ingestion_event_daily_counts", "partner_id"),
+    ("ingestion_entity_daily_counts", "partner_id"),
     ("insights", "partner_id"),
     ("logs", "partner_id"),
     ("security_events", "partner_id"),
@@ -19,10 +20,11 @@ const TENANT_TABLES: [(&str, &str); 9] = [
 ];
 
 /// Tables the anonymous role may not even read.
-const SIGNED_IN_ONLY: [&str; 3] = [
+const SIGNED_IN_ONLY: [&str; 4] = [
     "webhooks",
     "webhook_deliveries",
     "ingestion_event_daily_counts",
+    "ingestion_entity_daily_counts",
 ];
 
 struct TwoTenants {
@@ -88,6 +90,7 @@ async fn a_partner_cannot_update_another_partners_rows() {
         "UPDATE security_events SET event_type = 'hidden' WHERE partner_id = $1",
         "DELETE FROM ingestion_events WHERE partner_id = $1",
         "UPDATE ingestion_event_daily_counts SET events = 0 WHERE partner_id = $1",
+        "UPDATE ingestion_entity_daily_counts SET events = 0 WHERE partner_id = $1",
         "DELETE FROM api_keys WHERE partner_id = $1",
         "UPDATE webhooks SET url = 'https://stolen.example/' WHERE partner_id = $1",
         "DELETE FROM webhooks WHERE partner_id = $1",
@@ -127,6 +130,7 @@ async fn a_partner_cannot_insert_rows_for_another_partner() {
         "INSERT INTO insights (partner_id, content) VALUES ($1, '{}')",
         "INSERT INTO logs (partner_id, endpoint, method, status) VALUES ($1, '/', 'GET', 200)",
         "INSERT INTO ingestion_event_daily_counts (partner_id, day, event_type, slot, events) VALUES ($1, current_date, 'x', 0, 1)",
+        "INSERT INTO ingestion_entity_daily_counts (partner_id, day, entity_id, occurred_day, slot, events) VALUES ($1, current_date, 'x', current_date, 0, 1)",
         "INSERT INTO security_events (partner_id, event_type) VALUES ($1, 'forged')",
         "INSERT INTO partners (id, user_id, name) VALUES ($1, NULL, 'twin')",
         "INSERT INTO webhooks (id, partner_id, url, event_types, secret_ciphertext, secret_key_id) VALUES (gen_random_uuid(), $1, 'https://x.example/', ARRAY['insight.created'], '\\x01', 'k')",

@@ -261,6 +261,7 @@ async fn bug7_policies_evaluate_the_uid_once_and_their_columns_are_indexed() {
             ("partners", "user_id"),
             ("ingestion_events", "partner_id"),
             ("ingestion_event_daily_counts", "partner_id"),
+            ("ingestion_entity_daily_counts", "partner_id"),
             ("insights", "partner_id"),
             ("logs", "partner_id"),
             ("security_events", "partner_id"),

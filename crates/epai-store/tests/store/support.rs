@@ -87,7 +87,7 @@ pub async fn insert_tenant_rows(admin: &Client, fixture: &Fixture, model: Uuid) 
         .unwrap();
     admin
         .execute(
-            "INSERT INTO ingestion_events (partner_id, event_type, data, source, version) VALUES ($1, 'page_view', '{\"url\": \"/\"}', 'test', '1')",
+            "INSERT INTO ingestion_events (partner_id, event_type, data, source, version) VALUES ($1, 'page_view', '{\"url\": \"/\", \"user_id\": \"u1\"}', 'test', '1')",
             &[&p],
         )
         .await
