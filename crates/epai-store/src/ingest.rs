@@ -3,12 +3,18 @@
 //! request. Throughput is bound by rows per commit, not by one commit per request, and an
 //! acknowledged event is still a committed one.
 //!
-//! Small commits take turns: while `small_commits` of them (three by default: one executing while
-//! others wait for their flush) are in flight, the next writer gathers the requests that
-//! arrive meanwhile and starts once one ends (or once it holds enough rows to be worth a commit
-//! of its own). Otherwise idle writers would each take the first request they see, and on a
-//! busy CPU many commits of a few rows cost far more than a few of many rows. Large requests
-//! (batches) run alongside, up to one per writer.
+//! Small commits take turns: while `small_commits` of them are in flight, the next writer
+//! gathers the requests that arrive meanwhile and starts once one ends (or once it holds enough
+//! rows to be worth a commit of its own). Otherwise idle writers would each take the first
+//! request they see, and on a busy CPU many commits of a few rows cost far more than a few of
+//! many rows. Large requests (batches) run alongside, up to one per writer.
+//!
+//! How many small commits should overlap depends on the disk. Where flushing a commit takes
+//! longer than executing one, a commit executing while others wait for their flush hides the
+//! disk; where the flush is quick, overlapping commits only split the waiting requests into
+//! more, smaller commits competing for the CPU. Unless configured, the writers time a flushed
+//! commit against a plain round trip when they start and choose one or three
+//! ([`small_commits_for_flush`]).
 //!
 //! Each writer keeps its own connection acting as `service_role` for the whole session, with
 //! the INSERT prepared once: a commit is then a single round trip (one autocommitted
@@ -19,7 +25,8 @@
 //! causes a bounded number of jobs.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -40,8 +47,9 @@ pub struct IngestOptions {
     /// takes the requests that arrived meanwhile along; 0 never waits (more commits of fewer
     /// rows, which only pays when the disk's flush latency, not the CPU, is the limit).
     pub coalesce_rows: usize,
-    /// Small commits in flight at once; the next one waits for one of them to end.
-    pub small_commits: usize,
+    /// Small commits in flight at once; the next one waits for one of them to end. `None`:
+    /// chosen when the writers start, from how long the database takes to flush a commit.
+    pub small_commits: Option<usize>,
     /// Requests waiting for a writer; beyond that the writer reports `Unavailable` (back-pressure).
     pub queue_capacity: usize,
     /// How long a writer waits for a commit before it gives up on its connection (a server that
@@ -55,7 +63,7 @@ impl Default for IngestOptions {
             writers: 8,
             max_rows_per_commit: 5000,
             coalesce_rows: 100,
-            small_commits: 3,
+            small_commits: None,
             queue_capacity: 10_000,
             commit_timeout: Duration::from_secs(30),
         }
@@ -82,10 +90,15 @@ impl IngestWriter {
             jobs: Mutex::new(queue),
             max_rows: options.max_rows_per_commit.max(1),
             coalesce_rows: options.coalesce_rows,
-            small_commit_limit: options.small_commits.max(1),
+            small_commit_limit: AtomicUsize::new(options.small_commits.unwrap_or(1).max(1)),
             small_commits: watch::Sender::new(0),
         });
         let mut writers = JoinSet::new();
+        if let Some(limit) = options.small_commits {
+            metrics::gauge!("epai_ingest_small_commits").set(limit.max(1) as f64);
+        } else {
+            writers.spawn(choose_small_commits(store.target.clone(), queue.clone()));
+        }
         for _ in 0..options.writers.max(1) {
             writers.spawn(write_batches(
                 WriterSession {
@@ -147,7 +160,7 @@ struct Queue {
     jobs: Mutex<mpsc::Receiver<Job>>,
     max_rows: usize,
     coalesce_rows: usize,
-    small_commit_limit: usize,
+    small_commit_limit: AtomicUsize,
     /// Commits in flight of fewer than `coalesce_rows` rows.
     small_commits: watch::Sender<usize>,
 }
@@ -185,7 +198,8 @@ impl Queue {
                 batch.push(job);
             }
             if rows >= self.max_rows.min(self.coalesce_rows)
-                || *small_commits.borrow_and_update() < self.small_commit_limit
+                || *small_commits.borrow_and_update()
+                    < self.small_commit_limit.load(Ordering::Relaxed)
             {
                 break;
             }
@@ -203,6 +217,65 @@ impl Queue {
         }
         let small = (rows < self.coalesce_rows).then(|| SmallCommit::start(&self.small_commits));
         Some((batch, small))
+    }
+}
+
+/// Where a flushed commit takes at least this much longer than a round trip, small commits
+/// overlap: about what executing a small commit costs PostgreSQL on a busy 2-core machine, so a
+/// shorter flush is not worth hiding behind another commit.
+const SLOW_FLUSH: Duration = Duration::from_micros(500);
+
+/// Small commits in flight for a database whose commits take `flush` to reach the disk.
+pub fn small_commits_for_flush(flush: Duration) -> usize {
+    if flush >= SLOW_FLUSH { 3 } else { 1 }
+}
+
+/// How much longer than a plain round trip a commit takes that must reach the disk (it takes
+/// a transaction id, so it writes a commit record): the fastest of a few of each, so that
+/// other work on the database inflates the figure as little as possible.
+pub async fn time_commit_flush(target: &DatabaseTarget) -> Result<Duration, StoreError> {
+    const SAMPLES: usize = 7;
+    let (client, connection) = target.app_config().connect(NoTls).await?;
+    let _driver = AbortOnDrop(tokio::spawn(async move {
+        let _ = connection.await;
+    }));
+    let round_trip = client.prepare(named_query!("ingest/round_trip")).await?;
+    let flushed = client
+        .prepare(named_query!("ingest/flushed_commit"))
+        .await?;
+    let mut fastest = [Duration::MAX; 2];
+    for _ in 0..SAMPLES {
+        for (statement, best) in [&round_trip, &flushed].into_iter().zip(&mut fastest) {
+            let started = Instant::now();
+            client.execute(statement, &[]).await?;
+            *best = (*best).min(started.elapsed());
+        }
+    }
+    Ok(fastest[1].saturating_sub(fastest[0]))
+}
+
+/// Sets the small-commit limit from [`time_commit_flush`]. Until it is done, and when the
+/// database cannot be reached, one small commit is in flight at a time.
+async fn choose_small_commits(target: DatabaseTarget, queue: Arc<Queue>) {
+    // The writers' shutdown waits for this task: a server that does not answer must not hold it.
+    let timed = tokio::time::timeout(Duration::from_secs(10), time_commit_flush(&target))
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Timeout("no answer within 10 s".into())));
+    match timed {
+        Ok(flush) => {
+            let limit = small_commits_for_flush(flush);
+            queue.small_commit_limit.store(limit, Ordering::Relaxed);
+            metrics::gauge!("epai_ingest_small_commits").set(limit as f64);
+            tracing::info!(
+                flush_us = flush.as_micros(),
+                small_commits = limit,
+                "ingest: timed a commit flush"
+            );
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "ingest: cannot time a commit flush; one small commit in flight at a time"
+        ),
     }
 }
 

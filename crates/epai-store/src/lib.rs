@@ -49,7 +49,7 @@ pub use features::{
     ActiveDay, DailySeries, EntityActivity, EventSample, FeatureRequest, NewInsight,
     PartnerFeatures,
 };
-pub use ingest::{IngestOptions, IngestWriter};
+pub use ingest::{IngestOptions, IngestWriter, small_commits_for_flush, time_commit_flush};
 pub use migrate::{MigrationStatus, latest_migration_version, migrate, migrate_to};
 pub use partitions::{PARTITIONED_TABLES, PartitionAction, PartitionChange, RetentionPolicy};
 pub use queue::{ClaimedJob, FailedJob};

@@ -210,9 +210,10 @@ pub struct ServeArgs {
     pub ingest_coalesce_rows: usize,
 
     /// Group commits of fewer than `--ingest-coalesce-rows` events in flight at once; the next
-    /// one waits for one of them to end.
-    #[arg(long, env = "EPAI_INGEST_SMALL_COMMITS", default_value_t = IngestOptions::default().small_commits)]
-    pub ingest_small_commits: usize,
+    /// one waits for one of them to end. Unset: 3 where a commit's flush to disk takes 0.5 ms
+    /// or more, else 1, timed when the server starts.
+    #[arg(long, env = "EPAI_INGEST_SMALL_COMMITS")]
+    pub ingest_small_commits: Option<usize>,
 
     /// Milliseconds an insight page may be answered from this replica's cache when no change
     /// of the partner's insights is announced; 0 turns the cache off.
@@ -316,7 +317,7 @@ impl ServeArgs {
                 queue_capacity: self.ingest_queue.max(1),
                 writers: self.ingest_writers.max(1),
                 coalesce_rows: self.ingest_coalesce_rows,
-                small_commits: self.ingest_small_commits.max(1),
+                small_commits: self.ingest_small_commits.map(|limit| limit.max(1)),
                 // A writer waiting longer would be answering requests already abandoned.
                 commit_timeout: request_timeout,
                 ..defaults.ingest

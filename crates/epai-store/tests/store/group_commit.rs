@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use epai_domain::PartnerId;
 use epai_store::testing::TestDatabase;
-use epai_store::{IngestOptions, IngestWriter};
+use epai_store::{IngestOptions, IngestWriter, small_commits_for_flush, time_commit_flush};
 use tokio_postgres::Client;
 
 use crate::support::*;
@@ -54,7 +54,7 @@ fn writers(coalesce_rows: usize, small_commits: usize) -> IngestOptions {
     IngestOptions {
         writers: 4,
         coalesce_rows,
-        small_commits,
+        small_commits: Some(small_commits),
         ..IngestOptions::default()
     }
 }
@@ -72,7 +72,7 @@ async fn requests_during_small_commits(options: IngestOptions) -> Vec<i64> {
     let in_flight = if options.coalesce_rows == 0 {
         1
     } else {
-        options.small_commits
+        options.small_commits.unwrap()
     };
     let mut requests = Vec::new();
     for waiting in 1..=in_flight {
@@ -141,4 +141,21 @@ async fn a_large_request_does_not_wait_for_the_small_commit_in_flight() {
     drop(writer);
     writers.join_all().await;
     assert_eq!(commits_of(&watcher, acme.id).await, [1, 150]);
+}
+
+#[test]
+fn small_commits_overlap_only_where_the_flush_is_slow() {
+    assert_eq!(small_commits_for_flush(Duration::from_micros(15)), 1);
+    assert_eq!(small_commits_for_flush(Duration::from_micros(499)), 1);
+    assert_eq!(small_commits_for_flush(Duration::from_micros(500)), 3);
+    assert_eq!(small_commits_for_flush(Duration::from_millis(4)), 3);
+}
+
+#[tokio::test]
+async fn a_commit_flush_is_timed_on_the_database_the_writers_use() {
+    let db = TestDatabase::migrated().await;
+    let flush = time_commit_flush(db.target()).await.unwrap();
+    assert!(flush < Duration::from_secs(5), "{flush:?}");
+    let unreachable = epai_store::DatabaseTarget::from_url("postgres://nobody@127.0.0.1:1/none");
+    assert!(time_commit_flush(&unreachable.unwrap()).await.is_err());
 }
