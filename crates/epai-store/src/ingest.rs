@@ -236,10 +236,7 @@ pub fn small_commits_for_flush(flush: Duration) -> usize {
 /// other work on the database inflates the figure as little as possible.
 pub async fn time_commit_flush(target: &DatabaseTarget) -> Result<Duration, StoreError> {
     const SAMPLES: usize = 7;
-    let (client, connection) = target.app_config().connect(NoTls).await?;
-    let _driver = AbortOnDrop(tokio::spawn(async move {
-        let _ = connection.await;
-    }));
+    let (client, _driver) = connect(target).await?;
     let round_trip = client.prepare(named_query!("ingest/round_trip")).await?;
     let flushed = client
         .prepare(named_query!("ingest/flushed_commit"))
@@ -330,6 +327,17 @@ struct WriterConnection {
     _driver: AbortOnDrop,
 }
 
+/// A connection of the ingest writers' own, outside the pool, with the task driving it.
+async fn connect(target: &DatabaseTarget) -> Result<(Client, AbortOnDrop), StoreError> {
+    let (client, connection) = target.app_config().connect(NoTls).await?;
+    let driver = AbortOnDrop(tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "ingest writer connection ended");
+        }
+    }));
+    Ok((client, driver))
+}
+
 /// The task driving a connection, stopped with it: an abandoned connection to a server that
 /// does not answer must not linger.
 struct AbortOnDrop(JoinHandle<()>);
@@ -391,12 +399,7 @@ impl WriterSession {
             .is_none_or(|connection| connection.client.is_closed())
         {
             self.connection = None;
-            let (client, connection) = self.target.app_config().connect(NoTls).await?;
-            let driver = AbortOnDrop(tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(error = %e, "ingest writer connection ended");
-                }
-            }));
+            let (client, driver) = connect(&self.target).await?;
             let prepared = async {
                 client
                     .batch_execute(named_query!("tenant/writer_session"))
